@@ -1,0 +1,3 @@
+from pllm_cli.cli import main
+
+main()

@@ -1,0 +1,126 @@
+"""A conversation with the personal model: retrieval -> prompting -> streamed answer. No terminal here."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pllm_cli.errors import InputError
+from pllm_cli.memory.records import Hit
+from pllm_cli.memory.retrieval import Retriever
+from pllm_cli.prompting import Budget, PromptPlan, build_messages
+from pllm_cli.runtime import ChatMessage, ChatModel
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    max_tokens: int = 256
+    temperature: float = 0.0
+    seed: int | None = None
+    k: int = 5
+    memory_tokens: int = 640
+    profile_tokens: int = 256
+
+
+@dataclass
+class Reply:
+    """One answer. Iterate it for the streamed text; afterwards `text`, `timings` and `plan` are filled."""
+
+    question: str
+    plan: PromptPlan
+    hits: list[Hit]
+    _tokens: Iterator[str]
+    _on_done: Any
+    timings: dict[str, float] = field(default_factory=dict)
+    text: str = ""
+    completion_tokens: int = 0
+    finished: bool = False
+
+    def __iter__(self) -> Iterator[str]:
+        started = time.perf_counter()
+        for piece in self._tokens:
+            if not self.completion_tokens:
+                self.timings["first_token_s"] = time.perf_counter() - started + self.timings.get("prepare_s", 0.0)
+            self.completion_tokens += 1
+            self.text += piece
+            yield piece
+        self.timings["generate_s"] = time.perf_counter() - started
+        self.finished = True
+        self._on_done(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "answer": self.text,
+            "sources": [hit.to_dict() for hit in self.plan.used_hits],
+            "prompt": self.plan.to_dict(),
+            "completion_pieces": self.completion_tokens,
+            "timings": {key: round(value, 3) for key, value in self.timings.items()},
+        }
+
+
+class ChatSession:
+    def __init__(
+        self,
+        model: ChatModel,
+        retriever: Retriever | None,
+        *,
+        profile: str = "",
+        name: str = "",
+        settings: GenerationSettings | None = None,
+    ) -> None:
+        self.model = model
+        self.retriever = retriever
+        self.profile = profile
+        self.name = name
+        self.settings = settings or GenerationSettings()
+        self.history: list[ChatMessage] = []
+        self.last: Reply | None = None
+
+    def ask(self, question: str) -> Reply:
+        question = question.strip()
+        if not question:
+            raise InputError("the question is empty", hint='ask something: pllm ask "what is on my list?"')
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        hits: list[Hit] = []
+        if self.retriever is not None:
+            hits = self.retriever.search(question, self.settings.k)
+            timings["retrieve_s"] = time.perf_counter() - started
+        budget = Budget(
+            context_size=self.model.context_size,
+            max_tokens=self.settings.max_tokens,
+            memory_tokens=self.settings.memory_tokens,
+            profile_tokens=self.settings.profile_tokens,
+        )
+        plan = build_messages(
+            question,
+            hits=hits,
+            profile=self.profile,
+            history=self.history,
+            budget=budget,
+            count=self.model.count_tokens,
+            name=self.name,
+        )
+        plan.tokens["prompt_total"] = self.model.count_prompt_tokens(plan.messages)
+        timings["prepare_s"] = time.perf_counter() - started
+        tokens = self.model.stream(
+            plan.messages,
+            max_tokens=min(self.settings.max_tokens, self.model.context_size - plan.tokens["prompt_total"]),
+            temperature=self.settings.temperature,
+            seed=self.settings.seed,
+        )
+        reply = Reply(question, plan, hits, tokens, self._remember, timings)
+        self.last = reply
+        return reply
+
+    def _remember(self, reply: Reply) -> None:
+        self.history += [ChatMessage("user", reply.question), ChatMessage("assistant", reply.text)]
+
+    def remember_partial(self) -> None:
+        """Keep an answer interrupted with Ctrl-C in the history, as far as it got."""
+        if self.last is not None and not self.last.finished:
+            self.last.finished = True
+            self._remember(self.last)

@@ -1,0 +1,91 @@
+"""The command line: parse -> call the core -> render -> exit code. The only place that imports typer/rich."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import typer
+
+from pllm_cli import __version__
+from pllm_cli.context import AppContext
+from pllm_cli.errors import ExitCode, PllmError
+from pllm_cli.paths import Paths
+
+app = typer.Typer(
+    name="pllm",
+    help="A personal language-model assistant that keeps everything on your machine.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"pllm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    home: Path | None = typer.Option(
+        None, "--home", envvar="PLLM_HOME", help="Root folder for everything pllm stores.", show_default=False
+    ),
+    profile: str | None = typer.Option(
+        None, "--profile", envvar="PLLM_PROFILE", help="Persona: a separate memory and profile (default: default)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr: no progress or summaries."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """pllm learns who you are from your own files and answers you personally, offline.
+
+    Start with: pllm ingest ~/notes, then pllm profile build, then pllm ask "...".
+    """
+    root_dir = home.expanduser().resolve() if home else None
+    ctx.obj = AppContext(paths=Paths.resolve(root_dir, profile), quiet=quiet)
+    ctx.call_on_close(ctx.obj.close)
+
+
+def _register() -> None:
+    from pllm_cli.cli import chat, completion, config, ingest, memory, profile, status
+
+    for module in (ingest, chat, status, completion):
+        module.register(app)
+    app.add_typer(memory.app, name="memory")
+    app.add_typer(profile.app, name="profile")
+    app.add_typer(config.app, name="config")
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point and error boundary: expected failures print one line and a hint, Ctrl-C exits 130."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="pllm", standalone_mode=False)
+    except PllmError as error:
+        from pllm_cli.cli.console import report_error
+
+        report_error(error)
+        code = error.exit_code
+    except click.exceptions.Abort:
+        sys.stderr.write("\nInterrupted.\n")
+        code = ExitCode.INTERRUPTED
+    except KeyboardInterrupt:
+        sys.stderr.write("\nInterrupted.\n")
+        code = ExitCode.INTERRUPTED
+    except click.ClickException as error:
+        error.show()
+        code = error.exit_code
+    except BrokenPipeError:
+        code = ExitCode.OK  # e.g. `pllm memory search ... | head`
+    sys.exit(int(code or 0))

@@ -1,0 +1,153 @@
+"""pllm ask and pllm chat."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from pllm_cli.chat import ChatSession, GenerationSettings, Reply
+from pllm_cli.cli.console import err, out, print_json, report_error, write
+from pllm_cli.context import AppContext
+from pllm_cli.errors import InputError, PllmError
+from pllm_cli.profile.document import load_profile_text
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ask")(ask)
+    app.command("chat")(chat)
+
+
+MODEL_HELP = "GGUF chat model file (default: the bundled SmolLM2-135M-Instruct)."
+
+
+def _session(
+    app: AppContext, *, no_memory: bool, no_profile: bool, seed: int | None
+) -> ChatSession:
+    config = app.config
+    retriever = None
+    if not no_memory:
+        retriever = app.retriever
+        retriever.require_memories()
+    settings = GenerationSettings(
+        max_tokens=config.max_tokens,
+        temperature=config.temperature,
+        seed=seed,
+        k=config.k,
+        memory_tokens=config.memory_tokens,
+        profile_tokens=config.profile_tokens,
+    )
+    profile = "" if no_profile else load_profile_text(app.paths.profile_file)
+    return ChatSession(app.model, retriever, profile=profile, name=config.me, settings=settings)
+
+
+def _render_sources(reply: Reply) -> None:
+    console = err()
+    for number, hit in enumerate(reply.plan.used_hits, start=1):
+        chunk = hit.chunk
+        where = f" › {chunk.heading}" if chunk.heading and chunk.kind == "text" else ""
+        if chunk.kind == "chat" and chunk.start_time:
+            where = f" › {chunk.conversation} {chunk.start_time[:10]}"
+        console.print(f"  [{number}] {Path(chunk.source).name}{where}", markup=False, style="dim")
+
+
+def ask(
+    ctx: typer.Context,
+    question: str | None = typer.Argument(None, help="Your question; read from stdin when omitted or '-'."),
+    k: int | None = typer.Option(None, "--k", "-k", envvar="PLLM_K", help="Most memories to retrieve."),
+    no_memory: bool = typer.Option(False, "--no-memory", help="Do not retrieve memories."),
+    no_profile: bool = typer.Option(False, "--no-profile", help="Leave the profile out of the prompt."),
+    model: Path | None = typer.Option(None, "--model", "-m", envvar="PLLM_MODEL", help=MODEL_HELP),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", envvar="PLLM_MAX_TOKENS", help="Longest answer."),
+    temperature: float | None = typer.Option(
+        None, "--temperature", "-t", envvar="PLLM_TEMPERATURE", help="Sampling temperature (0 = greedy)."
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed, for repeatable answers."),
+    json_output: bool = typer.Option(False, "--json", help="One JSON object: answer, sources, tokens, timings."),
+) -> None:
+    """Answer a question using your profile and memories; the answer streams to stdout, sources to stderr."""
+    app: AppContext = ctx.obj
+    if question is None or question == "-":
+        if sys.stdin.isatty():
+            raise InputError("no question given", hint='pllm ask "what did I plan for Sunday?"')
+        question = sys.stdin.read()
+    app.overrides.update(
+        {"k": k, "model": str(model) if model else None, "max_tokens": max_tokens, "temperature": temperature}
+    )
+    session = _session(app, no_memory=no_memory, no_profile=no_profile, seed=seed)
+    reply = session.ask(question)
+    if json_output:
+        for _ in reply:
+            pass
+        print_json(reply.to_dict())
+        return
+    for piece in reply:
+        write(piece)
+    write("\n")
+    if not app.quiet and reply.plan.used_hits:
+        err().print("Sources:", markup=False, style="dim")
+        _render_sources(reply)
+
+
+CHAT_HELP = "Commands: /sources (memories behind the last answer), /profile, /exit. Ctrl-C stops an answer."
+
+
+def chat(
+    ctx: typer.Context,
+    no_memory: bool = typer.Option(False, "--no-memory", help="Do not retrieve memories."),
+    no_profile: bool = typer.Option(False, "--no-profile", help="Leave the profile out of the prompt."),
+    model: Path | None = typer.Option(None, "--model", "-m", envvar="PLLM_MODEL", help=MODEL_HELP),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed, for repeatable answers."),
+) -> None:
+    """Talk with pllm: a multi-turn conversation using your profile and memories. Ctrl-D leaves."""
+    app: AppContext = ctx.obj
+    app.overrides["model"] = str(model) if model else None
+    session = _session(app, no_memory=no_memory, no_profile=no_profile, seed=seed)
+    run_repl(session, app)
+
+
+def run_repl(session: ChatSession, app: AppContext) -> None:
+    console = err()
+    if not app.quiet:
+        console.print(f"pllm chat with {session.model.name}. {CHAT_HELP}", markup=False, style="dim")
+    while True:
+        try:
+            line = input("you> ") if sys.stdin.isatty() else sys.stdin.readline()
+        except EOFError:
+            line = None
+        except KeyboardInterrupt:
+            console.print("")
+            continue
+        if line is None or (not sys.stdin.isatty() and line == ""):
+            console.print("")
+            return
+        text = line.strip()
+        if not text:
+            continue
+        if text in ("/exit", "/quit"):
+            return
+        if text == "/sources":
+            if session.last is None or not session.last.plan.used_hits:
+                console.print("no sources yet", markup=False)
+            else:
+                _render_sources(session.last)
+            continue
+        if text == "/profile":
+            out().print(session.profile or "(no profile: pllm profile build)", markup=False)
+            continue
+        if text.startswith("/"):
+            console.print(f"unknown command {text}. {CHAT_HELP}", markup=False)
+            continue
+        try:
+            reply = session.ask(text)
+        except PllmError as error:
+            report_error(error)
+            continue
+        try:
+            for piece in reply:
+                write(piece)
+        except KeyboardInterrupt:
+            session.remember_partial()
+            console.print(" [stopped]", markup=False, style="dim")
+        write("\n")

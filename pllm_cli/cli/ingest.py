@@ -1,0 +1,84 @@
+"""pllm ingest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pllm_cli.cli.console import err, print_json
+from pllm_cli.context import AppContext
+from pllm_cli.errors import ExitCode
+from pllm_cli.ingest.pipeline import IngestEvent, IngestReport, ingest_paths
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ingest")(ingest)
+
+
+def ingest(
+    ctx: typer.Context,
+    paths: list[Path] = typer.Argument(..., help="Files and folders (searched recursively) to read into memory."),
+    exclude: list[str] = typer.Option(
+        [], "--exclude", "-x", help="Glob of files or folders to leave out (repeatable), e.g. 'drafts/*'."
+    ),
+    prune: bool = typer.Option(False, "--prune", help="Forget sources whose files no longer exist."),
+    json_output: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+) -> None:
+    """Read notes, documents, mail and chat logs into memory, incrementally.
+
+    Formats: .md .txt .html .pdf .eml .mbox and chat logs in JSONL (docs/formats.md). An unchanged file
+    is skipped, a changed file's chunks are replaced. Exits 3 if some files failed; all others went in.
+    """
+    app: AppContext = ctx.obj
+    show_progress = not app.quiet and not json_output and err().is_terminal
+    on_event, progress = _progress_reporter() if show_progress else (None, None)
+    try:
+        report = ingest_paths(paths, app.store, app.embedder, exclude=exclude, prune=prune, on_event=on_event)
+    finally:
+        if progress is not None:
+            progress.stop()
+    if json_output:
+        print_json(report.to_dict())
+    elif not app.quiet:
+        _render(report)
+    else:
+        for failure in report.failed:
+            err().print(f"failed: {failure.path}: {failure.reason}", markup=False)
+    if report.failed:
+        raise typer.Exit(ExitCode.PARTIAL)
+
+
+def _progress_reporter():  # type: ignore[no-untyped-def]
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.description}"),
+        console=err(), transient=True,
+    )
+    task = progress.add_task("", total=None)
+    progress.start()
+
+    def on_event(event: IngestEvent) -> None:
+        if event.kind == "planned":
+            progress.update(task, total=event.total)
+        elif event.result is not None:
+            progress.update(task, advance=1, description=Path(event.result.path).name)
+
+    return on_event, progress
+
+
+def _render(report: IngestReport) -> None:
+    console = err()
+    for result in report.files:
+        if result.status == "failed":
+            console.print(f"  failed     {result.path}: {result.reason}", markup=False, style="red")
+            if result.hint:
+                console.print(f"             hint: {result.hint}", markup=False, style="dim")
+        elif result.status != "unchanged":
+            console.print(f"  {result.status:<10} {result.path} ({result.chunks} chunks)", markup=False)
+    data = report.to_dict()
+    summary = ", ".join(f"{n} {s}" for s, n in data["summary"].items() if n or s in ("added", "unchanged"))
+    console.print(
+        f"{summary}; {report.chunks_written} chunks written in {report.seconds:.1f} s", markup=False, style="bold"
+    )

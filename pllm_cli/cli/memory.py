@@ -1,0 +1,132 @@
+"""pllm memory: search, stats, sources, forget."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from pllm_cli.cli.console import err, out, print_json
+from pllm_cli.context import AppContext
+from pllm_cli.errors import InputError, NotFoundError
+from pllm_cli.memory.records import Hit
+from pllm_cli.memory.store import SEARCH_MODES
+
+app = typer.Typer(help="Search and manage what pllm remembers.", no_args_is_help=True)
+
+
+@app.command("search")
+def search(
+    ctx: typer.Context,
+    query: str = typer.Argument(..., help="What to look for; '-' reads one query per line from stdin."),
+    k: int = typer.Option(8, "--k", "-k", min=1, max=100, help="How many hits."),
+    mode: str = typer.Option("hybrid", "--mode", help="dense, lexical or hybrid (both, fused)."),
+    json_output: bool = typer.Option(False, "--json", help="JSON on stdout (JSON Lines with '-')."),
+) -> None:
+    """Find the memories closest to QUERY, best first."""
+    app_ctx: AppContext = ctx.obj
+    if mode not in SEARCH_MODES:
+        raise InputError(f"unknown search mode {mode!r}", hint="use one of: " + ", ".join(SEARCH_MODES))
+    retriever = app_ctx.retriever
+    retriever.mode = mode  # type: ignore[assignment]
+    retriever.require_memories()
+    if query == "-":
+        queries = [line.strip() for line in sys.stdin if line.strip()]
+        for start in range(0, len(queries), 64):
+            batch = queries[start : start + 64]
+            for text, hits in zip(batch, retriever.search_many(batch, k), strict=True):
+                if json_output:
+                    print_json({"query": text, "hits": [hit.to_dict() for hit in hits]})
+                else:
+                    out().print(f"## {text}", markup=False)
+                    _render_hits(hits)
+        return
+    if not query.strip():
+        raise InputError("the query is empty", hint="pllm memory search 'what I wrote about running'")
+    hits = retriever.search(query, k)
+    if json_output:
+        print_json({"query": query, "hits": [hit.to_dict() for hit in hits]})
+    else:
+        _render_hits(hits)
+
+
+def _render_hits(hits: list[Hit]) -> None:
+    for rank, hit in enumerate(hits, start=1):
+        chunk = hit.chunk
+        ids = f"  messages {', '.join(chunk.message_ids[:6])}" if chunk.kind == "chat" and chunk.message_ids else ""
+        out().print(f"{rank}. {hit.score:.4f}  {chunk.source}  [{chunk.id[:12]}]{ids}", markup=False, style="bold")
+        out().print("   " + chunk.text.strip().replace("\n", "\n   "), markup=False)
+
+
+@app.command("stats")
+def stats(
+    ctx: typer.Context, json_output: bool = typer.Option(False, "--json", help="JSON on stdout.")
+) -> None:
+    """How much pllm remembers, and where."""
+    app_ctx: AppContext = ctx.obj
+    store = app_ctx.store
+    sources = store.sources()
+    formats: dict[str, int] = {}
+    for record in sources:
+        formats[record.format] = formats.get(record.format, 0) + 1
+    data = {
+        "sources": len(sources),
+        "chunks": store.count(),
+        "messages": sum(r.messages for r in sources),
+        "formats": formats,
+        "embedding_model": store.embedding_model,
+        "path": str(app_ctx.paths.memory_dir),
+        "bytes_on_disk": _size(app_ctx.paths.memory_dir),
+    }
+    if json_output:
+        print_json(data)
+        return
+    for key, value in data.items():
+        out().print(f"{key:<16} {value}", markup=False)
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+
+
+@app.command("sources")
+def sources(
+    ctx: typer.Context, json_output: bool = typer.Option(False, "--json", help="JSON Lines on stdout.")
+) -> None:
+    """Every source in memory, with its format, chunk count and when it was ingested."""
+    app_ctx: AppContext = ctx.obj
+    records = app_ctx.store.sources()
+    for record in records:
+        if json_output:
+            print_json(record.to_dict())
+        else:
+            out().print(
+                f"{record.format:<11} {record.chunks:>5} chunks  {record.ingested_at}  {record.source}", markup=False
+            )
+    if not records and not json_output:
+        err().print("memory is empty: pllm ingest PATH adds files", markup=False)
+
+
+@app.command("forget")
+def forget(
+    ctx: typer.Context,
+    source: list[str] = typer.Argument(..., help="Source path(s) as listed by `pllm memory sources`."),
+    json_output: bool = typer.Option(False, "--json", help="JSON on stdout."),
+) -> None:
+    """Remove sources and every chunk that came from them."""
+    app_ctx: AppContext = ctx.obj
+    store = app_ctx.store
+    targets = []
+    for given in source:
+        resolved = str(Path(given).expanduser().absolute())
+        name = resolved if store.source(resolved) else given
+        if store.source(name) is None:
+            raise NotFoundError(f"no source {given!r} in memory", hint="see the list: pllm memory sources")
+        targets.append(name)
+    removed = {name: store.remove_source(name) for name in targets}
+    if json_output:
+        print_json({"forgotten": [{"source": s, "chunks": n} for s, n in removed.items()]})
+    elif not app_ctx.quiet:
+        for name, count in removed.items():
+            err().print(f"forgot {name} ({count} chunks)", markup=False)

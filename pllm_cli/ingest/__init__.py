@@ -1,0 +1,1 @@
+"""Reading the user's files into memory: readers (one per format) -> Document -> chunks -> pipeline."""

@@ -1,0 +1,153 @@
+"""Cutting documents into chunks that respect their structure.
+
+Prose is packed paragraph by paragraph under its heading path; chat is cut into windows of consecutive
+turns of one conversation, each line keeping its time and speaker, and a window never spans a long pause.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
+
+from pllm_cli.ingest.document import Document, Message, Section
+from pllm_cli.memory.records import Chunk
+
+TEXT_CHUNK_WORDS = 160
+CHAT_CHUNK_WORDS = 120
+CHAT_CHUNK_TURNS = 6
+CHAT_PAUSE = timedelta(hours=6)
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def _split_long(paragraph: str, limit: int) -> Iterator[str]:
+    """Split an over-long paragraph at sentence ends, then at word boundaries."""
+    words: list[str] = []
+    for sentence in _SENTENCE_END.split(paragraph):
+        sentence_words = sentence.split()
+        if words and len(words) + len(sentence_words) > limit:
+            yield " ".join(words)
+            words = []
+        while len(sentence_words) > limit:
+            yield " ".join(sentence_words[:limit])
+            sentence_words = sentence_words[limit:]
+        words.extend(sentence_words)
+    if words:
+        yield " ".join(words)
+
+
+def pack_paragraphs(text: str, limit: int = TEXT_CHUNK_WORDS) -> list[str]:
+    """Group paragraphs into pieces of at most `limit` words (long paragraphs are split)."""
+    pieces: list[str] = []
+    current: list[str] = []
+    size = 0
+    for paragraph in (p.strip() for p in re.split(r"\n\s*\n", text)):
+        if not paragraph:
+            continue
+        parts = [paragraph] if len(paragraph.split()) <= limit else list(_split_long(paragraph, limit))
+        for part in parts:
+            words = len(part.split())
+            if current and size + words > limit:
+                pieces.append("\n\n".join(current))
+                current, size = [], 0
+            current.append(part)
+            size += words
+    if current:
+        pieces.append("\n\n".join(current))
+    return pieces
+
+
+def format_time(iso: str) -> str:
+    """'2026-02-03T19:04:00+01:00' -> '2026-02-03 19:04' (local time as written by the source)."""
+    if not iso:
+        return ""
+    try:
+        return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return iso
+
+
+def format_turn(message: Message) -> str:
+    when = format_time(message.time)
+    prefix = f"[{when}] " if when else ""
+    return f"{prefix}{message.speaker}: {message.text.strip()}"
+
+
+def _parsed(message: Message) -> datetime | None:
+    try:
+        return datetime.fromisoformat(message.time) if message.time else None
+    except ValueError:
+        return None
+
+
+def _pause_between(a: Message, b: Message) -> bool:
+    ta, tb = _parsed(a), _parsed(b)
+    if ta is None or tb is None or (ta.tzinfo is None) != (tb.tzinfo is None):
+        return False
+    return abs(tb - ta) > CHAT_PAUSE
+
+
+def chat_windows(
+    messages: Iterable[Message], max_words: int = CHAT_CHUNK_WORDS, max_turns: int = CHAT_CHUNK_TURNS
+) -> Iterator[list[Message]]:
+    """Windows of consecutive turns of one conversation, cut at size limits and long pauses."""
+    window: list[Message] = []
+    words = 0
+    for message in messages:
+        if not message.text.strip():
+            continue
+        size = len(message.text.split())
+        if window and (
+            message.conversation != window[-1].conversation
+            or len(window) >= max_turns
+            or words + size > max_words
+            or _pause_between(window[-1], message)
+        ):
+            yield window
+            window, words = [], 0
+        window.append(message)
+        words += size
+    if window:
+        yield window
+
+
+def _section_chunks(document: Document, section: Section, position: int) -> Iterator[Chunk]:
+    for offset, piece in enumerate(pack_paragraphs(section.text)):
+        text = f"{section.heading}\n\n{piece}" if section.heading else piece
+        yield Chunk(
+            id=Chunk.make_id(document.source, position + offset, text),
+            source=document.source,
+            position=position + offset,
+            text=text,
+            kind="text",
+            heading=section.heading,
+            message_ids=section.message_ids,
+            start_time=section.time,
+            end_time=section.time,
+        )
+
+
+def chunk_document(document: Document) -> list[Chunk]:
+    chunks: list[Chunk] = []
+    for section in document.sections:
+        chunks.extend(_section_chunks(document, section, len(chunks)))
+    for window in chat_windows(document.messages):
+        text = "\n".join(format_turn(m) for m in window)
+        position = len(chunks)
+        chunks.append(
+            Chunk(
+                id=Chunk.make_id(document.source, position, text),
+                source=document.source,
+                position=position,
+                text=text,
+                kind="chat",
+                heading=window[0].conversation,
+                conversation=window[0].conversation,
+                speakers=tuple(dict.fromkeys(m.speaker for m in window)),
+                message_ids=tuple(m.id for m in window),
+                start_time=window[0].time,
+                end_time=window[-1].time,
+            )
+        )
+    return chunks

@@ -1,0 +1,39 @@
+"""What a reader returns: a document made of text sections and/or chat messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Section:
+    """A run of prose under a heading path ("Title > Heading > Subheading")."""
+
+    heading: str
+    text: str
+    message_ids: tuple[str, ...] = ()
+    time: str = ""
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat message; `time` is ISO 8601 (with offset where the source gives one) or empty."""
+
+    conversation: str
+    id: str
+    speaker: str
+    time: str
+    text: str
+
+
+@dataclass
+class Document:
+    source: str
+    format: str
+    title: str
+    sections: list[Section] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
+
+    @property
+    def is_empty(self) -> bool:
+        return not any(s.text.strip() for s in self.sections) and not any(m.text.strip() for m in self.messages)

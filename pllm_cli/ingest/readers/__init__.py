@@ -1,0 +1,56 @@
+"""One reader per format; `read_document` picks it by file suffix."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from pllm_cli.errors import InputError, PllmError
+from pllm_cli.ingest.document import Document
+
+Reader = Callable[[Path, bytes], Document]
+
+
+def _readers() -> dict[str, tuple[str, Reader]]:
+    from pllm_cli.ingest.readers import chat_jsonl, html, mail, markdown, pdf
+
+    return {
+        ".md": ("markdown", markdown.read_markdown),
+        ".markdown": ("markdown", markdown.read_markdown),
+        ".txt": ("text", markdown.read_plain_text),
+        ".html": ("html", html.read_html),
+        ".htm": ("html", html.read_html),
+        ".pdf": ("pdf", pdf.read_pdf),
+        ".eml": ("email", mail.read_eml),
+        ".mbox": ("mbox", mail.read_mbox),
+        ".jsonl": ("chat-jsonl", chat_jsonl.read_chat_jsonl),
+    }
+
+
+SUPPORTED_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".eml", ".mbox", ".jsonl")
+
+
+def is_supported(path: Path) -> bool:
+    return path.suffix.lower() in SUPPORTED_SUFFIXES
+
+
+def read_document(path: Path, data: bytes) -> Document:
+    """Parse `data` (the bytes of `path`) with the reader for its suffix."""
+    entry = _readers().get(path.suffix.lower())
+    if entry is None:
+        raise InputError(
+            f"{path.name}: unsupported file type {path.suffix or '(none)'!r}",
+            hint="supported: " + " ".join(SUPPORTED_SUFFIXES),
+        )
+    _, reader = entry
+    try:
+        document = reader(path, data)
+    except PllmError:
+        raise
+    except Exception as exc:  # a malformed file must not stop the other files: report it as bad input
+        raise InputError(
+            f"{path.name}: cannot parse ({type(exc).__name__}: {exc})", hint="is the file complete and valid?"
+        ) from exc
+    if document.is_empty:
+        raise InputError(f"{path.name}: no text found", hint="is it a scanned PDF or an empty export?")
+    return document

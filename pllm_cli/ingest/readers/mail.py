@@ -1,0 +1,97 @@
+"""E-mail: single .eml files and .mbox archives. Each message becomes a section."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import email.utils
+import mailbox
+import re
+from email.message import EmailMessage
+from pathlib import Path
+
+from pllm_cli.errors import InputError
+from pllm_cli.ingest.document import Document, Section
+from pllm_cli.ingest.readers.html import html_to_text
+
+_QUOTE_HEADER = re.compile(r"^On .{4,200} wrote:\s*$")
+
+
+def _body_text(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain", "html"))
+    if part is None:
+        return ""
+    try:
+        content = part.get_content()
+    except (LookupError, UnicodeDecodeError):
+        payload = part.get_payload(decode=True)
+        content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+    if part.get_content_type() == "text/html":
+        content = html_to_text(content)[1]
+    return str(content)
+
+
+def strip_quoted_reply(text: str) -> str:
+    """Drop the quoted previous message ("> ..." lines and their "On ... wrote:" header)."""
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith(">")]
+    while lines and (not lines[-1].strip() or _QUOTE_HEADER.match(lines[-1].strip())):
+        lines.pop()
+    return "\n".join(lines).strip()
+
+
+def _iso_date(value: str) -> str:
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return ""
+    return parsed.isoformat() if parsed else ""
+
+
+def message_to_section(message: EmailMessage) -> Section | None:
+    subject = str(message.get("subject", "") or "(no subject)").strip()
+    sender = str(message.get("from", "") or "").strip()
+    date = str(message.get("date", "") or "").strip()
+    body = strip_quoted_reply(_body_text(message))
+    attachments = [part.get_filename() for part in message.iter_attachments() if part.get_filename()]
+    if attachments:
+        body += "\n\n[attachments: " + ", ".join(str(name) for name in attachments) + "]"
+    if not body.strip():
+        return None
+    header = f"From: {sender}\nTo: {message.get('to', '')}\nDate: {date}\nSubject: {subject}"
+    message_id = str(message.get("message-id", "") or "").strip()
+    return Section(
+        heading=f"Email: {subject} (from {sender}, {date})",
+        text=f"{header}\n\n{body}",
+        message_ids=(message_id,) if message_id else (),
+        time=_iso_date(date),
+    )
+
+
+def _parse(data: bytes) -> EmailMessage:
+    parsed = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
+def read_eml(path: Path, data: bytes) -> Document:
+    message = _parse(data)
+    if not message.keys():
+        raise InputError(f"{path.name}: not an e-mail (no headers)", hint="an .eml file starts with headers")
+    section = message_to_section(message)
+    subject = str(message.get("subject", "") or path.stem)
+    return Document(source=str(path), format="email", title=subject, sections=[section] if section else [])
+
+
+def read_mbox(path: Path, data: bytes) -> Document:
+    if not data.startswith(b"From "):
+        raise InputError(f"{path.name}: not an mbox archive", hint='an mbox file starts with a "From " line')
+    box = mailbox.mbox(path, create=False)
+    sections = []
+    try:
+        for key in box.iterkeys():
+            section = message_to_section(_parse(box.get_bytes(key)))
+            if section:
+                sections.append(section)
+    finally:
+        box.close()
+    return Document(source=str(path), format="mbox", title=path.stem, sections=sections)

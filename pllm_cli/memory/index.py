@@ -1,0 +1,151 @@
+"""The SQLite side of memory: sources, chunk texts and metadata, and the FTS5 lexical index.
+
+SQLite is the record of what memory holds; Chroma holds only the vectors. A source's row is written last,
+in one transaction with its chunks, so a crash mid-ingest leaves the old sha256 and the next ingest redoes
+the file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from pllm_cli.memory.records import Chunk, SourceRecord
+
+SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sources (
+    source TEXT PRIMARY KEY, sha256 TEXT NOT NULL, format TEXT NOT NULL,
+    chunks INTEGER NOT NULL, messages INTEGER NOT NULL, ingested_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    id TEXT PRIMARY KEY, source TEXT NOT NULL, position INTEGER NOT NULL, text TEXT NOT NULL, meta TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_by_source ON chunks (source, position);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    id UNINDEXED, text, tokenize = 'porter unicode61 remove_diacritics 2'
+);
+"""
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def fts_query(text: str) -> str:
+    """Any of the query's words, each quoted so FTS5 syntax in user text is inert."""
+    words = dict.fromkeys(word.lower() for word in _WORD.findall(text))
+    return " OR ".join(f'"{word}"' for word in words)
+
+
+class ChunkIndex:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+
+    def close(self) -> None:
+        self.db.close()
+
+    # metadata -----------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # sources ------------------------------------------------------------------------------------
+    def source(self, source: str) -> SourceRecord | None:
+        row = self.db.execute("SELECT * FROM sources WHERE source = ?", (source,)).fetchone()
+        return None if row is None else SourceRecord(*row)
+
+    def sources(self) -> list[SourceRecord]:
+        return [SourceRecord(*row) for row in self.db.execute("SELECT * FROM sources ORDER BY source")]
+
+    def chunk_ids(self, source: str) -> list[str]:
+        return [row[0] for row in self.db.execute("SELECT id FROM chunks WHERE source = ?", (source,))]
+
+    def replace_source(self, record: SourceRecord, chunks: Sequence[Chunk]) -> None:
+        with self._transaction():
+            self._delete_chunks(record.source)
+            self.db.executemany(
+                "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?)",
+                [(c.id, c.source, c.position, c.text, json.dumps(_meta(c))) for c in chunks],
+            )
+            self.db.executemany("INSERT INTO chunks_fts (id, text) VALUES (?, ?)", [(c.id, c.text) for c in chunks])
+            self.db.execute(
+                "INSERT OR REPLACE INTO sources VALUES (?, ?, ?, ?, ?, ?)",
+                (record.source, record.sha256, record.format, record.chunks, record.messages, record.ingested_at),
+            )
+
+    def remove_source(self, source: str) -> int:
+        with self._transaction():
+            removed = self._delete_chunks(source)
+            self.db.execute("DELETE FROM sources WHERE source = ?", (source,))
+        return removed
+
+    def _delete_chunks(self, source: str) -> int:
+        ids = self.chunk_ids(source)
+        self.db.executemany("DELETE FROM chunks_fts WHERE id = ?", [(i,) for i in ids])
+        self.db.execute("DELETE FROM chunks WHERE source = ?", (source,))
+        return len(ids)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # chunks -------------------------------------------------------------------------------------
+    def count(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM chunks").fetchone()[0])
+
+    def get(self, ids: Iterable[str]) -> dict[str, Chunk]:
+        wanted = list(ids)
+        found: dict[str, Chunk] = {}
+        for start in range(0, len(wanted), 500):
+            batch = wanted[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            query = f"SELECT id, source, position, text, meta FROM chunks WHERE id IN ({marks})"
+            for row in self.db.execute(query, batch):
+                found[row[0]] = _chunk(row)
+        return found
+
+    def iter_chunks(self) -> Iterator[Chunk]:
+        for row in self.db.execute("SELECT id, source, position, text, meta FROM chunks ORDER BY source, position"):
+            yield _chunk(row)
+
+    def lexical_search(self, text: str, limit: int) -> list[tuple[str, float]]:
+        """(chunk id, BM25 score: higher is better), best first."""
+        query = fts_query(text)
+        if not query:
+            return []
+        rows = self.db.execute(
+            "SELECT id, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts) LIMIT ?",
+            (query, limit),
+        )
+        return [(row[0], -float(row[1])) for row in rows]
+
+
+def _meta(chunk: Chunk) -> dict[str, object]:
+    data = chunk.to_dict()
+    for key in ("id", "source", "position", "text"):
+        data.pop(key)
+    return data
+
+
+def _chunk(row: tuple[str, str, int, str, str]) -> Chunk:
+    chunk_id, source, position, text, meta = row
+    return Chunk.from_dict({"id": chunk_id, "source": source, "position": position, "text": text, **json.loads(meta)})

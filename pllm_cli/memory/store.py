@@ -1,0 +1,155 @@
+"""The memory store: the MemoryStore protocol and ChromaStore (Chroma vectors + the SQLite ChunkIndex)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from pllm_cli.errors import StoreError
+from pllm_cli.memory.index import ChunkIndex
+from pllm_cli.memory.records import Chunk, Hit, SourceRecord
+from pllm_cli.paths import ensure_private_dir, make_tree_private
+
+SearchMode = Literal["dense", "lexical", "hybrid"]
+SEARCH_MODES: tuple[SearchMode, ...] = ("dense", "lexical", "hybrid")
+COLLECTION = "memory"
+RRF_K = 60
+# Tuned for recall: on small and medium memories this is close to exact search (measured in bench/).
+HNSW = {"space": "cosine", "ef_search": 200, "ef_construction": 200, "max_neighbors": 32}
+
+
+class MemoryStore(Protocol):
+    def source(self, source: str) -> SourceRecord | None: ...
+    def sources(self) -> list[SourceRecord]: ...
+    def count(self) -> int: ...
+    def replace_source(self, record: SourceRecord, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None: ...
+    def remove_source(self, source: str) -> int: ...
+    def search(self, vector: Sequence[float], text: str, k: int, mode: SearchMode = "hybrid") -> list[Hit]: ...
+
+
+class ChromaStore:
+    """Chroma on disk for vectors; SQLite for texts, sources and BM25. Embedding model recorded in both."""
+
+    def __init__(self, directory: Path, embedding_model: str, dimension: int | None = None) -> None:
+        self.directory = directory
+        self.embedding_model = embedding_model
+        self.dimension = dimension
+        ensure_private_dir(directory)
+        self.index = ChunkIndex(directory / "index.sqlite3")
+        self._check_model()
+
+    def _check_model(self) -> None:
+        recorded = self.index.get_meta("embedding_model")
+        if recorded is None:
+            self.index.set_meta("embedding_model", self.embedding_model)
+        elif recorded != self.embedding_model:
+            raise StoreError(
+                f"this memory was built with the embedding model {recorded!r}, not {self.embedding_model!r}",
+                hint=f"set embedding_model back, or delete {self.directory} and ingest again",
+            )
+
+    @cached_property
+    def collection(self) -> Any:
+        import chromadb
+        from chromadb.config import Settings
+
+        try:
+            client = chromadb.PersistentClient(
+                path=str(self.directory / "chroma"),
+                settings=Settings(anonymized_telemetry=False, allow_reset=False),
+            )
+            collection = client.get_or_create_collection(
+                COLLECTION,
+                configuration={"hnsw": HNSW},
+                metadata={"embedding_model": self.embedding_model},
+                embedding_function=None,
+            )
+        except Exception as exc:  # chromadb raises many unrelated types for a damaged store
+            raise StoreError(
+                f"cannot open the vector store in {self.directory}: {exc}",
+                hint="if it is damaged, delete that folder and ingest again",
+            ) from None
+        make_tree_private(self.directory)
+        return collection
+
+    def close(self) -> None:
+        self.index.close()
+
+    # reading ------------------------------------------------------------------------------------
+    def source(self, source: str) -> SourceRecord | None:
+        return self.index.source(source)
+
+    def sources(self) -> list[SourceRecord]:
+        return self.index.sources()
+
+    def count(self) -> int:
+        return self.index.count()
+
+    # writing ------------------------------------------------------------------------------------
+    def replace_source(
+        self, record: SourceRecord, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]
+    ) -> None:
+        """Swap a source's chunks for new ones. Vectors first, the SQLite record last (see index.py)."""
+        self._check_dimension(vectors)
+        self.collection.delete(where={"source": record.source})
+        for start in range(0, len(chunks), 1000):
+            batch = chunks[start : start + 1000]
+            self.collection.upsert(
+                ids=[c.id for c in batch],
+                embeddings=[list(v) for v in vectors[start : start + 1000]],
+                metadatas=[{"source": c.source} for c in batch],
+            )
+        self.index.replace_source(record, chunks)
+
+    def remove_source(self, source: str) -> int:
+        self.collection.delete(where={"source": source})
+        return self.index.remove_source(source)
+
+    def _check_dimension(self, vectors: Sequence[Sequence[float]]) -> None:
+        if not vectors:
+            return
+        recorded = self.index.get_meta("dimension")
+        if recorded is None:
+            self.index.set_meta("dimension", str(len(vectors[0])))
+        elif int(recorded) != len(vectors[0]):
+            raise StoreError(f"vectors of {len(vectors[0])} dimensions do not fit a memory of {recorded}")
+
+    # searching ----------------------------------------------------------------------------------
+    def dense_search(self, vector: Sequence[float], limit: int) -> list[tuple[str, float]]:
+        """(chunk id, cosine similarity), best first."""
+        total = self.collection.count()
+        if total == 0:
+            return []
+        result = self.collection.query(
+            query_embeddings=[list(vector)], n_results=min(limit, total), include=["distances"]
+        )
+        return [(i, 1.0 - float(d)) for i, d in zip(result["ids"][0], result["distances"][0], strict=True)]
+
+    def search(self, vector: Sequence[float], text: str, k: int, mode: SearchMode = "hybrid") -> list[Hit]:
+        pool = max(k * 4, 40)
+        ranked: dict[str, list[tuple[str, float]]] = {}
+        if mode in ("dense", "hybrid"):
+            ranked["dense"] = self.dense_search(vector, pool)
+        if mode in ("lexical", "hybrid"):
+            ranked["lexical"] = self.index.lexical_search(text, pool)
+        fused = fuse(ranked) if mode == "hybrid" else {i: s for i, s in ranked[mode]}
+        best = sorted(fused, key=lambda i: fused[i], reverse=True)
+        chunks = self.index.get(best[: k * 2])  # ids Chroma knows but SQLite lost are skipped
+        per_mode = {name: dict(hits) for name, hits in ranked.items()}
+        hits = [
+            Hit(chunks[i], fused[i], {name: scores[i] for name, scores in per_mode.items() if i in scores})
+            for i in best
+            if i in chunks
+        ]
+        return hits[:k]
+
+
+def fuse(ranked: dict[str, list[tuple[str, float]]]) -> dict[str, float]:
+    """Reciprocal-rank fusion: each list contributes 1 / (RRF_K + rank)."""
+    scores: dict[str, float] = {}
+    for hits in ranked.values():
+        for rank, (chunk_id, _) in enumerate(hits, start=1):
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+    return scores

@@ -1,0 +1,97 @@
+"""Where pllm keeps things: one root (PLLM_HOME overrides it), resolved at call time."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_PERSONA = "default"
+
+
+def home() -> Path:
+    """The root of everything pllm stores: $PLLM_HOME, else the platform's user data directory."""
+    override = os.environ.get("PLLM_HOME")
+    if override:
+        return Path(override).expanduser().resolve()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("pllm", appauthor=False))
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every path pllm uses, for one home and one persona."""
+
+    root: Path
+    persona: str = DEFAULT_PERSONA
+
+    @classmethod
+    def resolve(cls, root: Path | None = None, persona: str | None = None) -> Paths:
+        return cls(root or home(), persona or os.environ.get("PLLM_PROFILE") or DEFAULT_PERSONA)
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def persona_dir(self) -> Path:
+        return self.root / "personas" / self.persona
+
+    @property
+    def memory_dir(self) -> Path:
+        return self.persona_dir / "memory"
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.memory_dir / "chroma"
+
+    @property
+    def index_db(self) -> Path:
+        return self.memory_dir / "index.sqlite3"
+
+    @property
+    def profile_file(self) -> Path:
+        return self.persona_dir / "profile.md"
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "home": str(self.root),
+            "config": str(self.config_file),
+            "persona": str(self.persona_dir),
+            "memory": str(self.memory_dir),
+            "profile": str(self.profile_file),
+        }
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create `path` (and parents inside it) readable by the user only (0700)."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path
+
+
+def make_tree_private(root: Path) -> None:
+    """Directories 0700 and files 0600 below `root`: personal data is for its owner only."""
+    if not root.exists():
+        return
+    os.chmod(root, 0o700)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames:
+            os.chmod(os.path.join(dirpath, name), 0o700)
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            if not os.path.islink(full):
+                os.chmod(full, 0o600)
+
+
+def write_private_text(path: Path, text: str) -> None:
+    """Write `text` atomically (temp file + rename) with mode 0600."""
+    ensure_private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)

