@@ -34,11 +34,21 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("model", str, "", "Path to a GGUF chat model; empty means the bundled SmolLM2-135M-Instruct."),
     Setting(
-        "embedding_model", str, "", "Path to a sentence-transformers model; empty means bundled all-MiniLM-L6-v2."
+        "embedding_model",
+        str,
+        "",
+        "Path to a sentence-transformers model; empty means bundled all-MiniLM-L6-v2.",
     ),
     Setting("context_size", int, 4096, "Context window (tokens) the chat model is loaded with.", 512, 131072),
     Setting("max_tokens", int, 256, "Longest answer, in tokens.", 1, 32768),
-    Setting("temperature", float, 0.0, "Sampling temperature; 0 is greedy (most faithful to your notes).", 0.0, 2.0),
+    Setting(
+        "temperature",
+        float,
+        0.0,
+        "Sampling temperature; 0 is greedy (most faithful to your notes).",
+        0.0,
+        2.0,
+    ),
     Setting("k", int, 5, "Most memories retrieved for a question.", 1, 100),
     Setting("memory_tokens", int, 640, "Token budget for retrieved memories in a prompt.", 0, 65536),
     Setting("profile_tokens", int, 256, "Token budget for the profile in a prompt.", 0, 65536),

@@ -117,7 +117,7 @@ class LlamaCppModel:
         eos = self.llama.detokenize([self.llama.token_eos()]).decode("utf-8", "replace")
         bos = self.llama.detokenize([self.llama.token_bos()]).decode("utf-8", "replace")
         rendered = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)(
-            messages=[m.to_dict() for m in messages]
+            messages=[m.to_dict() for m in messages]  # type: ignore[misc]  # llama_cpp types roles as TypedDicts
         )
         return str(rendered.prompt)
 

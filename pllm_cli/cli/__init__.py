@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-import click
 import typer
+import typer.main
 
 from pllm_cli import __version__
 from pllm_cli.context import AppContext
@@ -38,7 +39,10 @@ def root(
         None, "--home", envvar="PLLM_HOME", help="Root folder for everything pllm stores.", show_default=False
     ),
     profile: str | None = typer.Option(
-        None, "--profile", envvar="PLLM_PROFILE", help="Persona: a separate memory and profile (default: default)."
+        None,
+        "--profile",
+        envvar="PLLM_PROFILE",
+        help="Persona: a separate memory and profile (default: default).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr: no progress or summaries."),
     version: bool = typer.Option(
@@ -69,6 +73,10 @@ _register()
 
 def main(argv: list[str] | None = None) -> Any:
     """Entry point and error boundary: expected failures print one line and a hint, Ctrl-C exits 130."""
+    from pllm_cli.cli.completion import COMPLETE_VAR, enable_completion
+
+    if COMPLETE_VAR in os.environ:
+        enable_completion()
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="pllm", standalone_mode=False)
@@ -77,15 +85,19 @@ def main(argv: list[str] | None = None) -> Any:
 
         report_error(error)
         code = error.exit_code
-    except click.exceptions.Abort:
-        sys.stderr.write("\nInterrupted.\n")
-        code = ExitCode.INTERRUPTED
     except KeyboardInterrupt:
         sys.stderr.write("\nInterrupted.\n")
         code = ExitCode.INTERRUPTED
-    except click.ClickException as error:
-        error.show()
-        code = error.exit_code
     except BrokenPipeError:
         code = ExitCode.OK  # e.g. `pllm memory search ... | head`
+    except Exception as error:
+        # Typer vendors click: its usage errors and Abort are recognised by shape, not by import.
+        if type(error).__name__ == "Abort":
+            sys.stderr.write("\nInterrupted.\n")
+            code = ExitCode.INTERRUPTED
+        elif hasattr(error, "show") and hasattr(error, "exit_code"):
+            error.show()
+            code = error.exit_code
+        else:
+            raise
     sys.exit(int(code or 0))

@@ -22,9 +22,7 @@ def register(app: typer.Typer) -> None:
 MODEL_HELP = "GGUF chat model file (default: the bundled SmolLM2-135M-Instruct)."
 
 
-def _session(
-    app: AppContext, *, no_memory: bool, no_profile: bool, seed: int | None
-) -> ChatSession:
+def _session(app: AppContext, *, no_memory: bool, no_profile: bool, seed: int | None) -> ChatSession:
     config = app.config
     retriever = None
     if not no_memory:

@@ -13,9 +13,7 @@ app = typer.Typer(help="Settings: defaults < config.toml < PLLM_* environment < 
 
 
 @app.command("show")
-def show(
-    ctx: typer.Context, json_output: bool = typer.Option(False, "--json", help="JSON on stdout.")
-) -> None:
+def show(ctx: typer.Context, json_output: bool = typer.Option(False, "--json", help="JSON on stdout.")) -> None:
     """Every setting with its effective value and where it came from."""
     app_ctx: AppContext = ctx.obj
     import os

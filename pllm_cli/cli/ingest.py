@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
+from rich.progress import Progress
 
 from pllm_cli.cli.console import err, print_json
 from pllm_cli.context import AppContext
@@ -49,12 +51,17 @@ def ingest(
         raise typer.Exit(ExitCode.PARTIAL)
 
 
-def _progress_reporter():  # type: ignore[no-untyped-def]
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def _progress_reporter() -> tuple[Callable[[IngestEvent], None], Progress]:
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     progress = Progress(
-        TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.description}"),
-        console=err(), transient=True,
+        TextColumn("ingesting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=err(),
+        transient=True,
     )
     task = progress.add_task("", total=None)
     progress.start()
@@ -80,5 +87,7 @@ def _render(report: IngestReport) -> None:
     data = report.to_dict()
     summary = ", ".join(f"{n} {s}" for s, n in data["summary"].items() if n or s in ("added", "unchanged"))
     console.print(
-        f"{summary}; {report.chunks_written} chunks written in {report.seconds:.1f} s", markup=False, style="bold"
+        f"{summary}; {report.chunks_written} chunks written in {report.seconds:.1f} s",
+        markup=False,
+        style="bold",
     )

@@ -29,7 +29,7 @@ def search(
     if mode not in SEARCH_MODES:
         raise InputError(f"unknown search mode {mode!r}", hint="use one of: " + ", ".join(SEARCH_MODES))
     retriever = app_ctx.retriever
-    retriever.mode = mode  # type: ignore[assignment]
+    retriever.mode = mode
     retriever.require_memories()
     if query == "-":
         queries = [line.strip() for line in sys.stdin if line.strip()]
@@ -60,9 +60,7 @@ def _render_hits(hits: list[Hit]) -> None:
 
 
 @app.command("stats")
-def stats(
-    ctx: typer.Context, json_output: bool = typer.Option(False, "--json", help="JSON on stdout.")
-) -> None:
+def stats(ctx: typer.Context, json_output: bool = typer.Option(False, "--json", help="JSON on stdout.")) -> None:
     """How much pllm remembers, and where."""
     app_ctx: AppContext = ctx.obj
     store = app_ctx.store
@@ -102,7 +100,8 @@ def sources(
             print_json(record.to_dict())
         else:
             out().print(
-                f"{record.format:<11} {record.chunks:>5} chunks  {record.ingested_at}  {record.source}", markup=False
+                f"{record.format:<11} {record.chunks:>5} chunks  {record.ingested_at}  {record.source}",
+                markup=False,
             )
     if not records and not json_output:
         err().print("memory is empty: pllm ingest PATH adds files", markup=False)

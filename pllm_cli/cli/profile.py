@@ -40,9 +40,7 @@ def build(
 
 
 @app.command("show")
-def show(
-    ctx: typer.Context, json_output: bool = typer.Option(False, "--json", help="JSON on stdout.")
-) -> None:
+def show(ctx: typer.Context, json_output: bool = typer.Option(False, "--json", help="JSON on stdout.")) -> None:
     """Print the profile."""
     app_ctx: AppContext = ctx.obj
     profile = load_profile(app_ctx.paths.profile_file)

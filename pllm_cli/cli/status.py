@@ -21,9 +21,7 @@ def _model_path(find: object) -> str:
         return f"missing ({error.message})"
 
 
-def status(
-    ctx: typer.Context, json_output: bool = typer.Option(False, "--json", help="JSON on stdout.")
-) -> None:
+def status(ctx: typer.Context, json_output: bool = typer.Option(False, "--json", help="JSON on stdout.")) -> None:
     """Paths, models and memory counts, without loading any model."""
     app_ctx: AppContext = ctx.obj
     config = app_ctx.config

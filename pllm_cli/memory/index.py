@@ -83,7 +83,14 @@ class ChunkIndex:
             self.db.executemany("INSERT INTO chunks_fts (id, text) VALUES (?, ?)", [(c.id, c.text) for c in chunks])
             self.db.execute(
                 "INSERT OR REPLACE INTO sources VALUES (?, ?, ?, ?, ?, ?)",
-                (record.source, record.sha256, record.format, record.chunks, record.messages, record.ingested_at),
+                (
+                    record.source,
+                    record.sha256,
+                    record.format,
+                    record.chunks,
+                    record.messages,
+                    record.ingested_at,
+                ),
             )
 
     def remove_source(self, source: str) -> int:

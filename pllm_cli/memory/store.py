@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 from pllm_cli.errors import StoreError
 from pllm_cli.memory.index import ChunkIndex
@@ -24,7 +24,9 @@ class MemoryStore(Protocol):
     def source(self, source: str) -> SourceRecord | None: ...
     def sources(self) -> list[SourceRecord]: ...
     def count(self) -> int: ...
-    def replace_source(self, record: SourceRecord, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None: ...
+    def replace_source(
+        self, record: SourceRecord, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]
+    ) -> None: ...
     def remove_source(self, source: str) -> int: ...
     def search(self, vector: Sequence[float], text: str, k: int, mode: SearchMode = "hybrid") -> list[Hit]: ...
 
@@ -62,7 +64,7 @@ class ChromaStore:
             )
             collection = client.get_or_create_collection(
                 COLLECTION,
-                configuration={"hnsw": HNSW},
+                configuration=cast(Any, {"hnsw": HNSW}),  # chromadb types it as a TypedDict
                 metadata={"embedding_model": self.embedding_model},
                 embedding_function=None,
             )
@@ -88,9 +90,7 @@ class ChromaStore:
         return self.index.count()
 
     # writing ------------------------------------------------------------------------------------
-    def replace_source(
-        self, record: SourceRecord, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]
-    ) -> None:
+    def replace_source(self, record: SourceRecord, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
         """Swap a source's chunks for new ones. Vectors first, the SQLite record last (see index.py)."""
         self._check_dimension(vectors)
         self.collection.delete(where={"source": record.source})

@@ -26,10 +26,26 @@ class Aspect:
 
 
 ASPECTS = (
-    Aspect("Identity", "my name, my job and work, where I live, my family and partner", "who they are: work, home and family"),
-    Aspect("Preferences", "I love, I like, my favourite, I hate, I dislike, allergic to", "what they like and dislike"),
-    Aspect("Interests", "my hobbies, sports, music, what I am learning and practising", "their hobbies and interests"),
-    Aspect("Goals and plans", "my goals, plans, deadlines, exams, races and upcoming events", "their current goals and plans"),
+    Aspect(
+        "Identity",
+        "my name, my job and work, where I live, my family and partner",
+        "who they are: work, home and family",
+    ),
+    Aspect(
+        "Preferences",
+        "I love, I like, my favourite, I hate, I dislike, allergic to",
+        "what they like and dislike",
+    ),
+    Aspect(
+        "Interests",
+        "my hobbies, sports, music, what I am learning and practising",
+        "their hobbies and interests",
+    ),
+    Aspect(
+        "Goals and plans",
+        "my goals, plans, deadlines, exams, races and upcoming events",
+        "their current goals and plans",
+    ),
 )
 NOTES_PER_ASPECT = 4
 SUMMARY_TOKENS = 120

@@ -42,7 +42,8 @@ def parse_chat_line(line: str, where: str) -> Message:
         time = parse_time(values["time"] or "")
     except ValueError:
         raise InputError(
-            f"{where}: time {values['time']!r} is not ISO 8601", hint='for example "2026-02-03T19:04:00+01:00"'
+            f"{where}: time {values['time']!r} is not ISO 8601",
+            hint='for example "2026-02-03T19:04:00+01:00"',
         ) from None
     return Message(
         conversation=str(values["conversation"]),

@@ -51,6 +51,4 @@ def read_markdown(path: Path, data: bytes) -> Document:
 
 def read_plain_text(path: Path, data: bytes) -> Document:
     text = decode_text(data, path.name).strip()
-    return Document(
-        source=str(path), format="text", title=path.stem, sections=[Section(heading=path.stem, text=text)]
-    )
+    return Document(source=str(path), format="text", title=path.stem, sections=[Section(heading=path.stem, text=text)])

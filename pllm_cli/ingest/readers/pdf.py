@@ -21,7 +21,7 @@ def read_pdf(path: Path, data: bytes) -> Document:
         reader = pypdf.PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
             raise InputError(f"{path.name}: the PDF is encrypted", hint="save an unencrypted copy and ingest that")
-        title = str((reader.metadata or {}).get("/Title") or "").strip() or path.stem
+        title = str((reader.metadata.title if reader.metadata else None) or "").strip() or path.stem
         sections = []
         for number, page in enumerate(reader.pages, start=1):
             text = (page.extract_text() or "").strip()

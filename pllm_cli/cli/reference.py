@@ -1,0 +1,63 @@
+"""The command reference (docs/commands.md) and completion scripts, generated from the app itself.
+
+`python scripts/generate.py` writes them; tests fail when the committed files differ from this output.
+"""
+
+from __future__ import annotations
+
+import typer.main
+from typer._click import core as click  # Typer vendors click: its Context, Command and Group
+
+from pllm_cli.cli import app
+from pllm_cli.cli.completion import SHELLS, completion_script
+
+WIDTH = 100
+HELP = ["-h", "--help"]
+
+
+def _walk(command: click.Command, path: list[str]) -> list[tuple[list[str], click.Command]]:
+    found = [(path, command)]
+    if hasattr(command, "list_commands"):  # a group
+        for name in command.list_commands(click.Context(command)):
+            sub = command.get_command(click.Context(command), name)  # type: ignore[attr-defined]
+            if sub is not None and not sub.hidden:
+                found += _walk(sub, [*path, name])
+    return found
+
+
+def help_text(path: list[str]) -> str:
+    """What `pllm PATH... --help` prints, at a fixed width."""
+    root = typer.main.get_command(app)
+    parent: click.Context | None = None
+    command: click.Command = root
+    ctx = click.Context(root, info_name="pllm", terminal_width=WIDTH, max_content_width=WIDTH, help_option_names=HELP)
+    for name in path:
+        parent = ctx
+        sub = command.get_command(ctx, name)  # type: ignore[attr-defined]
+        assert sub is not None
+        command = sub
+        ctx = click.Context(command, info_name=name, parent=parent, terminal_width=WIDTH, max_content_width=WIDTH)
+    return command.get_help(ctx)
+
+
+def command_paths() -> list[list[str]]:
+    return [path for path, _ in _walk(typer.main.get_command(app), [])]
+
+
+def render_reference() -> str:
+    parts = [
+        "# Command reference",
+        "",
+        "Generated from `pllm --help` by `python scripts/generate.py`; a test fails when it is out of date.",
+        "Exit codes: [exit-codes.md](exit-codes.md). Settings and environment variables:"
+        " [configuration.md](configuration.md).",
+    ]
+    for path in command_paths():
+        title = " ".join(["pllm", *path])
+        parts += ["", f"## {title}", "", "```", help_text(path).rstrip(), "```"]
+    return "\n".join(parts) + "\n"
+
+
+def completion_files() -> dict[str, str]:
+    names = {"bash": "pllm.bash", "zsh": "_pllm", "fish": "pllm.fish"}
+    return {names[shell]: completion_script(shell) for shell in SHELLS}
