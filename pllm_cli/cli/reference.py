@@ -10,6 +10,7 @@ from typer._click import core as click  # Typer vendors click: its Context, Comm
 
 from pllm_cli.cli import app
 from pllm_cli.cli.completion import SHELLS, completion_script
+from pllm_cli.config import SETTINGS
 
 WIDTH = 100
 HELP = ["-h", "--help"]
@@ -61,3 +62,38 @@ def render_reference() -> str:
 def completion_files() -> dict[str, str]:
     names = {"bash": "pllm.bash", "zsh": "_pllm", "fish": "pllm.fish"}
     return {names[shell]: completion_script(shell) for shell in SHELLS}
+
+
+def render_configuration() -> str:
+    rows = "\n".join(f"| `{s.key}` | `{s.env_var}` | `{s.default!r}` | {s.help} |" for s in SETTINGS)
+    return f"""# Configuration
+
+Generated from the settings table in `pllm_cli/config.py` by `python scripts/generate.py`.
+
+Each setting is resolved in this order, the last one found winning:
+defaults < `config.toml` < `PLLM_*` environment variable < command-line flag.
+
+`pllm config path` prints where `config.toml` is (under the pllm home, see below);
+`pllm config set KEY VALUE` validates and stores a value; `pllm config show` prints every effective value and
+where it came from. A bad value is an error naming the key and its origin (exit code 8).
+
+| key | environment | default | meaning |
+|---|---|---|---|
+{rows}
+
+## Where pllm keeps things
+
+Everything lives under one root: `$PLLM_HOME` if set (or `--home DIR`), otherwise the platform's user data
+directory (`~/.local/share/pllm` on Linux). `pllm status` prints every path.
+
+```
+$PLLM_HOME/
+  config.toml
+  personas/<name>/             one per --profile NAME (PLLM_PROFILE); "default" unless chosen
+    profile.md                 the profile: plain markdown, yours to edit
+    memory/index.sqlite3       sources, chunk texts and metadata, the BM25 (FTS5) index
+    memory/chroma/             the vector store (Chroma)
+```
+
+Directories are created 0700 and files 0600: personal data is readable by you only.
+"""
