@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +25,15 @@ class GenerationSettings:
     profile_tokens: int = 256
 
 
+def is_looping(text: str, min_length: int = 12) -> bool:
+    """True when the last two finished lines both repeat earlier lines: a small model stuck in a loop."""
+    finished = (re.sub(r"^[\d\W]+", "", line).strip() for line in text.split("\n")[:-1])  # "7. x" == "8. x"
+    lines = [line for line in finished if len(line) >= min_length]
+    if len(lines) < 3:
+        return False
+    return lines[-1] in lines[:-1] and lines[-2] in lines[:-2]
+
+
 @dataclass
 class Reply:
     """One answer. Iterate it for the streamed text; afterwards `text`, `timings` and `plan` are filled."""
@@ -41,6 +51,12 @@ class Reply:
     def __iter__(self) -> Iterator[str]:
         started = time.perf_counter()
         for piece in self._tokens:
+            if is_looping(self.text):
+                close = getattr(self._tokens, "close", None)
+                if close:
+                    close()
+                self.timings["stopped_looping"] = 1.0
+                break
             if not self.completion_tokens:
                 self.timings["first_token_s"] = time.perf_counter() - started + self.timings.get("prepare_s", 0.0)
             self.completion_tokens += 1

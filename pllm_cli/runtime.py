@@ -129,6 +129,8 @@ class LlamaCppModel:
             max_tokens=max_tokens,
             temperature=temperature,
             seed=seed,
+            repeat_penalty=1.1,
+            frequency_penalty=0.5,  # small models loop; measured on the bundled model to cut repeated lines
             stream=True,
         )
         for chunk in chunks:

@@ -1,20 +1,28 @@
-"""Building the profile: for each aspect, retrieve the most relevant memories and let the local model
-summarize them; the writing style is measured, not generated."""
+"""Building the profile from memory.
+
+For each aspect (identity, preferences, interests, goals) pllm picks the statements the user made about
+themselves that are closest to the aspect: first-person sentences of their notes and their own chat
+messages, never what others wrote. The local model rewrites them into a short summary, and every sentence of
+that summary is checked against the statements: one whose words are not found there is dropped, so the
+profile holds nothing the user did not say. The statements themselves are kept as evidence with their
+sources. The writing style is measured, not generated.
+"""
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from pllm_cli import __version__
-from pllm_cli.memory.records import Chunk
+from pllm_cli.embedding import Embedder
+from pllm_cli.memory.records import Chunk, Hit
 from pllm_cli.memory.retrieval import Retriever
 from pllm_cli.profile.document import Profile
 from pllm_cli.profile.style import messages_by, writing_style
-from pllm_cli.prompting import format_memory
 from pllm_cli.runtime import ChatMessage, ChatModel
 
 
@@ -22,33 +30,32 @@ from pllm_cli.runtime import ChatMessage, ChatModel
 class Aspect:
     name: str
     query: str
-    instruction: str
+    subject: str
 
 
 ASPECTS = (
-    Aspect(
-        "Identity",
-        "my name, my job and work, where I live, my family and partner",
-        "who they are: work, home and family",
-    ),
-    Aspect(
-        "Preferences",
-        "I love, I like, my favourite, I hate, I dislike, allergic to",
-        "what they like and dislike",
-    ),
-    Aspect(
-        "Interests",
-        "my hobbies, sports, music, what I am learning and practising",
-        "their hobbies and interests",
-    ),
-    Aspect(
-        "Goals and plans",
-        "my goals, plans, deadlines, exams, races and upcoming events",
-        "their current goals and plans",
-    ),
+    Aspect("Identity", "I work as, my job, I live in, my partner, my family, my sister", "who they are"),
+    Aspect("Preferences", "I love, I like, my favourite, I hate, I can't stand, I'm allergic to", "likes and dislikes"),
+    Aspect("Interests", "my hobbies, I play, I am learning, I practise, I train", "hobbies and interests"),
+    Aspect("Goals and plans", "my goal, I plan to, my deadline, my exam, my race, I want to", "goals and plans"),
 )
-NOTES_PER_ASPECT = 4
-SUMMARY_TOKENS = 120
+HITS_PER_ASPECT = 8
+STATEMENTS_PER_ASPECT = 5
+SUMMARY_TOKENS = 90
+MIN_RELEVANCE = 0.15  # cosine to the aspect: below it a statement is small talk ("I literally told you.")
+SUPPORT_THRESHOLD = 0.75  # share of a summary sentence's content words that must occur in the statements
+
+_FIRST_PERSON = re.compile(r"\b(I|I'm|I've|I'll|I'd|my|me|mine|myself)\b", re.IGNORECASE)
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+_TURN = re.compile(r"^\[[^\]]*\] (?P<speaker>[^:\n]{1,80}): (?P<text>.*)$")
+_CONTENT_WORD = re.compile(r"[^\W_]{4,}", re.UNICODE)
+_STOP = {"that", "this", "with", "from", "have", "they", "their", "them", "about", "also", "what", "when", "which"}
+
+
+@dataclass(frozen=True)
+class Statement:
+    text: str
+    source: str
 
 
 @dataclass(frozen=True)
@@ -58,27 +65,74 @@ class BuildProgress:
     total: int
 
 
-def _summary_prompt(aspect: Aspect, notes: str, name: str) -> list[ChatMessage]:
+def own_statements(chunk: Chunk, me: str) -> list[Statement]:
+    """First-person sentences the user wrote: their chat turns, and their notes (mail only when from them)."""
+    source = Path(chunk.source).name
+    lines: list[str] = []
+    if chunk.kind == "chat":
+        for line in chunk.text.splitlines():
+            match = _TURN.match(line)
+            if match and me and match["speaker"].strip().casefold() == me.casefold():
+                lines.append(match["text"])
+    else:
+        body = chunk.text.split("\n\n", 1)[-1] if chunk.heading else chunk.text
+        if chunk.heading.startswith("Email:"):
+            sender = re.search(r"^From: (.*)$", chunk.text, re.MULTILINE)
+            if not me or sender is None or me.casefold() not in sender.group(1).casefold():
+                return []
+            body = chunk.text.split("\n\n", 2)[-1]
+        lines = [body]
+    sentences = (s.strip(" -*•\t") for line in lines for s in _SENTENCE.split(line))
+    return [Statement(s, source) for s in sentences if 4 <= len(s.split()) <= 40 and _FIRST_PERSON.search(s)]
+
+
+def content_words(text: str) -> set[str]:
+    return {w.lower() for w in _CONTENT_WORD.findall(text)} - _STOP
+
+
+def supported_sentences(summary: str, statements: Sequence[Statement], name: str) -> list[str]:
+    """The sentences of `summary` whose content words are (almost) all found in the statements."""
+    known = set().union(*(content_words(s.text) for s in statements)) | content_words(name)
+    kept = []
+    for sentence in _SENTENCE.split(summary):
+        words = content_words(sentence)
+        if words and len(words & known) / len(words) >= SUPPORT_THRESHOLD and sentence.strip()[-1:] in ".!":
+            kept.append(sentence.strip())
+    return kept
+
+
+def _rank(statements: list[Statement], query: str, embedder: Embedder) -> list[Statement]:
+    unique = list({s.text.casefold(): s for s in statements}.values())
+    if len(unique) <= 1:
+        return unique
+    vectors = embedder.embed([query] + [s.text for s in unique])
+    scores = [sum(a * b for a, b in zip(vectors[0], v, strict=True)) for v in vectors[1:]]
+    order = sorted(range(len(unique)), key=lambda i: scores[i], reverse=True)
+    return [unique[i] for i in order if scores[i] >= MIN_RELEVANCE]
+
+
+def _summary_prompt(aspect: Aspect, statements: Sequence[Statement], name: str) -> list[ChatMessage]:
+    said = "\n".join(f"- {s.text}" for s in statements)
     return [
-        ChatMessage(
-            "system",
-            "You write short factual profiles. Use only facts stated in the notes. No introduction.",
-        ),
+        ChatMessage("system", "You summarize what a person said about themselves. Use only their words' facts."),
         ChatMessage(
             "user",
-            f"Notes written by or about {name}:\n\n{notes}\n\n"
-            f"In two or three short sentences, state {aspect.instruction} of {name}, "
-            "using names, places and dates from the notes.",
+            f"{name} said:\n{said}\n\nIn one or two sentences in the third person, summarize {name}'s {aspect.subject}.",
         ),
     ]
 
 
-def _clean(text: str) -> str:
-    text = re.sub(r"\s+", " ", text).strip()
-    # a cut-off final sentence is dropped rather than shown half-written
-    if text and text[-1] not in ".!?" and "." in text:
-        text = text[: text.rfind(".") + 1]
-    return text
+def build_section(aspect: Aspect, hits: Sequence[Hit], model: ChatModel, embedder: Embedder, name: str, me: str) -> str:
+    statements = [s for hit in hits for s in own_statements(hit.chunk, me)]
+    chosen = _rank(statements, aspect.query, embedder)[:STATEMENTS_PER_ASPECT]
+    if not chosen:
+        return "Nothing yet: none of your own statements in memory is about this."
+    answer = "".join(
+        model.stream(_summary_prompt(aspect, chosen, name), max_tokens=SUMMARY_TOKENS, temperature=0.0, seed=0)
+    )
+    summary = " ".join(supported_sentences(answer, chosen, name))
+    evidence = "\n".join(f'- "{s.text}" ({s.source})' for s in chosen)
+    return f"{summary}\n\nIn your words:\n{evidence}" if summary else f"In your words:\n{evidence}"
 
 
 def build_profile(
@@ -87,26 +141,18 @@ def build_profile(
     *,
     name: str,
     chat_chunks: Iterable[Chunk],
-    seed: int | None = 0,
     on_progress: Callable[[BuildProgress], None] | None = None,
 ) -> Profile:
-    """A fresh profile from memory. Summaries are sampled at temperature 0 so a rebuild is repeatable."""
+    """A fresh profile from memory; greedy decoding, so a rebuild of the same memory is the same."""
     retriever.require_memories()
     started = time.perf_counter()
     who = name or "the user"
     sections: dict[str, str] = {}
-    used_chunks: set[str] = set()
     for done, aspect in enumerate(ASPECTS):
         if on_progress:
             on_progress(BuildProgress(aspect.name, done, len(ASPECTS)))
-        hits = retriever.search(aspect.query, NOTES_PER_ASPECT)
-        used_chunks.update(hit.chunk.id for hit in hits)
-        notes = "\n\n".join(format_memory(i + 1, hit) for i, hit in enumerate(hits))
-        answer = "".join(
-            model.stream(_summary_prompt(aspect, notes, who), max_tokens=SUMMARY_TOKENS, temperature=0.0, seed=seed)
-        )
-        sources = ", ".join(sorted({hit.chunk.source.rsplit("/", 1)[-1] for hit in hits}))
-        sections[aspect.name] = f"{_clean(answer)}\n\n_Sources: {sources}_"
+        hits = retriever.search(aspect.query, HITS_PER_ASPECT)
+        sections[aspect.name] = build_section(aspect, hits, model, retriever.embedder, who, name)
     if name:
         style = writing_style(messages_by(chat_chunks, name)).describe()
         sections["Writing style"] = style or f"No chat messages by {name!r} in memory yet."
@@ -114,7 +160,8 @@ def build_profile(
         sections["Writing style"] = "Unknown: tell pllm your chat name with `pllm config set me NAME`."
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     note = (
-        f"_Built by pllm {__version__} on {stamp} from {len(used_chunks)} memories in "
-        f"{time.perf_counter() - started:.1f} s. This file is yours: edit it, and pllm uses it as written._"
+        f"_Built by pllm {__version__} on {stamp} in {time.perf_counter() - started:.1f} s from your own "
+        "statements in memory; summaries are checked against them. This file is yours: edit it, and pllm "
+        "uses it as written._"
     )
     return Profile(title=f"Profile of {who}", note=note, sections=sections)
