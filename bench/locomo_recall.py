@@ -59,9 +59,7 @@ def clean_env(home: Path) -> dict[str, str]:
 
 def run(args: list[str], env: dict[str, str], stdin: str | None = None) -> tuple[str, float]:
     started = time.perf_counter()
-    done = subprocess.run(
-        [*pllm_command(), *args], env=env, input=stdin, capture_output=True, text=True, check=False
-    )
+    done = subprocess.run([*pllm_command(), *args], env=env, input=stdin, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"pllm {' '.join(args)} exited {done.returncode}:\n{done.stderr.strip()}")

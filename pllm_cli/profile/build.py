@@ -117,7 +117,8 @@ def _summary_prompt(aspect: Aspect, statements: Sequence[Statement], name: str) 
         ChatMessage("system", "You summarize what a person said about themselves. Use only their words' facts."),
         ChatMessage(
             "user",
-            f"{name} said:\n{said}\n\nIn one or two sentences in the third person, summarize {name}'s {aspect.subject}.",
+            f"{name} said:\n{said}\n\n"
+            f"In one or two sentences in the third person, summarize {name}'s {aspect.subject}.",
         ),
     ]
 
