@@ -6,6 +6,8 @@ names the bad key and where it came from.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -95,6 +97,8 @@ def parse_value(key: str, raw: object, origin: str) -> Any:
             f"{key} must be {setting.type.__name__}, got {raw!r} ({origin})",
             hint=f"for example: pllm config set {key} {setting.default}",
         ) from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {raw!r} ({origin})")
     if setting.minimum is not None and value < setting.minimum:
         raise ConfigError(f"{key} must be at least {setting.minimum:g}, got {value} ({origin})")
     if setting.maximum is not None and value > setting.maximum:
@@ -148,8 +152,7 @@ def dump_toml(values: Mapping[str, Any]) -> str:
     for key in sorted(values):
         value = values[key]
         if isinstance(value, str):
-            escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-            lines.append(f'{key} = "{escaped}"')
+            lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")  # a JSON string is a TOML string
         else:
             lines.append(f"{key} = {value!r}")
     return "\n".join(lines) + "\n"

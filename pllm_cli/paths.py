@@ -66,8 +66,14 @@ class Paths:
 
 def ensure_private_dir(path: Path) -> Path:
     """Create `path` (and parents inside it) readable by the user only (0700)."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
+    missing = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(folder, 0o700)
     return path
 
 

@@ -61,14 +61,24 @@ def format_memory(number: int, hit: Hit) -> str:
 
 
 def truncate_to_tokens(text: str, limit: int, count: TokenCounter) -> tuple[str, bool]:
-    """The longest prefix of whole lines (then words) of `text` within `limit` tokens."""
+    """The longest prefix of whole lines of `text` within `limit` tokens (words, if no line fits)."""
     if count(text) <= limit:
         return text, False
     kept: list[str] = []
     for line in text.splitlines():
-        if count("\n".join([*kept, line])) > limit:
+        if count("\n".join([*kept, line])) <= limit:
+            kept.append(line)
+            continue
+        if kept:
             break
-        kept.append(line)
+        words: list[str] = []  # not even the first line fits: cut it at a word boundary
+        for word in line.split():
+            if count("\n".join([*kept, " ".join([*words, word])])) > limit:
+                break
+            words.append(word)
+        if words:
+            kept.append(" ".join(words))
+        break
     return "\n".join(kept).rstrip(), True
 
 
@@ -99,8 +109,10 @@ def build_messages(
         )
     remaining = budget.prompt_tokens - question_tokens - system_tokens
 
-    profile_text, truncated = truncate_to_tokens(profile.strip(), min(budget.profile_tokens, remaining), count)
-    profile_part = f"\n\nAbout {who}:\n{profile_text}" if profile_text else ""
+    header = f"\n\nAbout {who}:\n"
+    profile_room = min(budget.profile_tokens, remaining) - count(header)
+    profile_text, truncated = truncate_to_tokens(profile.strip(), max(profile_room, 0), count)
+    profile_part = f"{header}{profile_text}" if profile_text else ""
     profile_tokens = count(profile_part) if profile_part else 0
     remaining -= profile_tokens
 

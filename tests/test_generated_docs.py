@@ -19,9 +19,7 @@ def test_command_reference_is_current() -> None:
 
 
 def test_configuration_page_is_current() -> None:
-    assert (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8") == render_configuration(), (
-        "run `make docs`"
-    )
+    assert (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8") == render_configuration(), "run `make docs`"
 
 
 @pytest.mark.parametrize("name", ["pllm.bash", "_pllm", "pllm.fish"])

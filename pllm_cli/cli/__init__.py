@@ -9,14 +9,32 @@ from typing import Any
 
 import typer
 import typer.main
+from typer.core import TyperGroup
 
 from pllm_cli import __version__
 from pllm_cli.context import AppContext
+from pllm_cli.cli.console import silence_stdout
 from pllm_cli.errors import ExitCode, PllmError
 from pllm_cli.paths import Paths
 
+
+class _Root(TyperGroup):
+    """The root group: a reader that closes the pipe early (`pllm ... | head`) ends the command quietly.
+
+    Typer would turn EPIPE into exit 1 before main() sees it, so it is caught here, below Typer.
+    """
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            silence_stdout()
+            raise typer.Exit(ExitCode.OK) from None
+
+
 app = typer.Typer(
     name="pllm",
+    cls=_Root,
     help="A personal language-model assistant that keeps everything on your machine.",
     no_args_is_help=True,
     add_completion=False,
@@ -77,9 +95,12 @@ def main(argv: list[str] | None = None) -> Any:
 
     if COMPLETE_VAR in os.environ:
         enable_completion()
+    os.umask(0o077)  # everything pllm creates is for its owner only: folders 0700, files 0600
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="pllm", standalone_mode=False)
+        if code == ExitCode.INTERRUPTED:  # Typer turns Ctrl-C inside a command into Exit(130)
+            sys.stderr.write("\nInterrupted.\n")
     except PllmError as error:
         from pllm_cli.cli.console import report_error
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from functools import cache
 from typing import Any
 
+import typer
 from rich.console import Console
 
 from pllm_cli.errors import PllmError
@@ -24,14 +26,26 @@ def err() -> Console:
 
 def print_json(data: Any) -> None:
     """One JSON document (or JSON line) on stdout, no colour, no wrapping."""
-    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
+    write(json.dumps(data, ensure_ascii=False) + "\n")
 
 
 def write(text: str) -> None:
-    """Raw streamed text on stdout, flushed at once."""
-    sys.stdout.write(text)
-    sys.stdout.flush()
+    """Raw streamed text on stdout, flushed at once. A closed pipe (`| head`) ends the command quietly."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        silence_stdout()
+        raise typer.Exit(0) from None
+
+
+def silence_stdout() -> None:
+    """After the reader of stdout went away: point stdout at /dev/null so the flush at exit cannot fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (tests capture it in memory)
+        pass
 
 
 def report_error(error: PllmError) -> None:

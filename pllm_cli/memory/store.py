@@ -78,6 +78,8 @@ class ChromaStore:
 
     def close(self) -> None:
         self.index.close()
+        if "collection" in self.__dict__:  # Chroma creates segment files after the collection opens
+            make_tree_private(self.directory)
 
     # reading ------------------------------------------------------------------------------------
     def source(self, source: str) -> SourceRecord | None:

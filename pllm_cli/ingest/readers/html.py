@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -9,7 +10,8 @@ from pllm_cli.ingest.document import Document
 from pllm_cli.ingest.readers.markdown import split_markdown
 from pllm_cli.ingest.text import decode_text
 
-_SKIP = {"script", "style", "noscript", "template", "svg", "head", "nav", "footer"}
+# <head> is not skipped as a whole: its end tag is optional, and its only text is the <title>, read apart
+_SKIP = {"script", "style", "noscript", "template", "svg", "nav", "footer"}
 _BLOCK = {"p", "div", "br", "li", "tr", "section", "article", "blockquote", "pre", "table", "ul", "ol", "hr"}
 _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 
@@ -27,6 +29,8 @@ class _TextExtractor(HTMLParser):
             self._in_title = True
         if tag in _SKIP:
             self._skip_depth += 1
+        elif self._skip_depth:
+            return
         elif tag in _HEADINGS:
             self.parts.append("\n\n" + "#" * _HEADINGS[tag] + " ")
         elif tag == "li":
@@ -39,6 +43,8 @@ class _TextExtractor(HTMLParser):
             self._in_title = False
         if tag in _SKIP and self._skip_depth:
             self._skip_depth -= 1
+        elif self._skip_depth:
+            return
         elif tag in _HEADINGS or tag in _BLOCK:
             self.parts.append("\n\n" if tag in _HEADINGS else "\n")
 
@@ -46,7 +52,7 @@ class _TextExtractor(HTMLParser):
         if self._in_title:
             self.title += data
         elif not self._skip_depth:
-            self.parts.append(" ".join(data.split()) if data.strip() else " ")
+            self.parts.append(re.sub(r"\s+", " ", data))  # keep edge spaces: "chips <b>on</b> Friday"
 
     def text(self) -> str:
         lines = [" ".join(line.split()) for line in "".join(self.parts).splitlines()]

@@ -82,6 +82,11 @@ def read_eml(path: Path, data: bytes) -> Document:
     return Document(source=str(path), format="email", title=subject, sections=[section] if section else [])
 
 
+def unescape_mbox_from(data: bytes) -> bytes:
+    """Undo one level of mbox ">From " quoting (mboxrd): ">From" -> "From", ">>From" -> ">From"."""
+    return re.sub(rb"(?m)^>(>*From )", rb"\1", data)
+
+
 def read_mbox(path: Path, data: bytes) -> Document:
     if not data.startswith(b"From "):
         raise InputError(f"{path.name}: not an mbox archive", hint='an mbox file starts with a "From " line')
@@ -89,7 +94,7 @@ def read_mbox(path: Path, data: bytes) -> Document:
     sections = []
     try:
         for key in box.iterkeys():
-            section = message_to_section(_parse(box.get_bytes(key)))
+            section = message_to_section(_parse(unescape_mbox_from(box.get_bytes(key))))
             if section:
                 sections.append(section)
     finally:

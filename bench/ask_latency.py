@@ -1,0 +1,259 @@
+"""Latency and memory of `pllm ask` in a cold process, against bare llama.cpp, and of `pllm --help`.
+
+In one run:
+1. ingest examples/ (README.md excluded, as `make demo` does) into a fresh temporary PLLM_HOME;
+2. REPEATS x `pllm ask --json --seed 1 QUESTION`, each a new process: wall time, the JSON timings (time to first
+   token, total = prepare + generate) and the peak RSS of that process (os.wait4 gives each child's own);
+3. the baseline: REPEATS x a subprocess that only imports llama_cpp, loads the same GGUF with the same context
+   and threads, evaluates a prompt of the same token count as pllm's and generates the same number of tokens;
+4. `pllm --help` wall time, median of 10 runs, against `python -c pass` with the same interpreter.
+
+    .venv/bin/python bench/ask_latency.py [QUESTION] [--repeats 3] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pllm_cli.runtime import bundled_model_path  # noqa: E402
+
+DEFAULT_QUESTION = "Who is my manager, and when is my project deadline?"  # the Makefile's DEMO_QUESTION
+CONTEXT_SIZE = 4096  # pllm's default context_size
+
+BASELINE = r"""
+import json, sys, time
+started = time.perf_counter()
+from llama_cpp import Llama
+imported = time.perf_counter()
+path, n_prompt, n_generate, n_ctx, threads = sys.argv[1], *map(int, sys.argv[2:6])
+llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False)
+loaded = time.perf_counter()
+filler = b"My notes say the rehearsal moved to Thursday and the project deadline is at the end of March. " * 400
+prompt = llm.tokenize(filler, add_bos=True)[:n_prompt]
+first = None
+count = 0
+begun = time.perf_counter()
+for _ in llm.generate(prompt, temp=0.0, top_k=1):  # generate() does not stop at end-of-text
+    count += 1
+    if first is None:
+        first = time.perf_counter()
+    if count >= n_generate:
+        break
+done = time.perf_counter()
+print(json.dumps({
+    "import_s": imported - started, "load_s": loaded - imported, "prompt_tokens": len(prompt),
+    "generated": count, "first_token_s": first - begun, "generate_s": done - begun, "total_s": done - started,
+}))
+"""
+
+
+class OtherLoad:
+    """How many cores other processes kept busy meanwhile: /proc/stat busy time less our own and our children's."""
+
+    def __init__(self) -> None:
+        self.start = (self._busy(), self._ours(), time.perf_counter())
+
+    @staticmethod
+    def _busy() -> float:
+        try:
+            with open("/proc/stat") as handle:
+                fields = [int(v) for v in handle.readline().split()[1:]]
+        except OSError:
+            return float("nan")
+        return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _ours() -> float:
+        times = os.times()
+        return times.user + times.system + times.children_user + times.children_system
+
+    def cores(self) -> float:
+        busy, ours, started = self.start
+        wall = time.perf_counter() - started
+        return max(0.0, ((self._busy() - busy) - (self._ours() - ours)) / wall) if wall else 0.0
+
+
+def pllm_command() -> list[str]:
+    script = Path(sys.executable).parent / "pllm"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "pllm_cli"]
+
+
+def clean_env(home: Path) -> dict[str, str]:
+    """The caller's environment without PLLM_* settings, with PLLM_HOME set to `home`, offline."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PLLM_")}
+    env.update(PLLM_HOME=str(home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    return env
+
+
+def measured(command: list[str], env: dict[str, str]) -> tuple[str, float, float]:
+    """Run `command`; (stdout, wall seconds, peak RSS in MB of that process alone, from os.wait4)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if process.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} exited {process.returncode}:\n{err.read().decode().strip()}")
+        return out.read().decode(), wall, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def wall_median(command: list[str], env: dict[str, str], runs: int) -> tuple[float, list[float]]:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), times
+
+
+def summary(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {key: round(statistics.median(row[key] for row in rows), 3) for key in rows[0]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("question", nargs="?", default=DEFAULT_QUESTION)
+    parser.add_argument("--repeats", type=int, default=3, help="cold `pllm ask` processes (default 3)")
+    parser.add_argument("--help-runs", type=int, default=10, help="runs of `pllm --help` (default 10)")
+    parser.add_argument("--json", action="store_true", help="JSON object on stdout instead of the text report")
+    args = parser.parse_args()
+
+    asks: list[dict[str, float]] = []
+    answers: list[str] = []
+    prompt_tokens = 0
+    load = OtherLoad()
+    with tempfile.TemporaryDirectory(prefix="pllm-bench-ask-") as tmp:
+        env = clean_env(Path(tmp) / "home")
+        log("ingesting examples/ ...")
+        subprocess.run(
+            [*pllm_command(), "ingest", str(ROOT / "examples"), "--exclude", "README.md", "--json"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            check=True,
+        )
+        for repeat in range(args.repeats):
+            out, wall, rss = measured([*pllm_command(), "ask", "--json", "--seed", "1", args.question], env)
+            reply: dict[str, Any] = json.loads(out)
+            timings = reply["timings"]
+            prompt_tokens = int(reply["prompt"]["tokens"].get("prompt_total", 0))
+            asks.append(
+                {
+                    "wall_s": wall,
+                    "retrieve_s": timings.get("retrieve_s", 0.0),
+                    "prepare_s": timings.get("prepare_s", 0.0),
+                    "first_token_s": timings.get("first_token_s", 0.0),
+                    "generate_s": timings.get("generate_s", 0.0),
+                    "total_s": timings.get("prepare_s", 0.0) + timings.get("generate_s", 0.0),
+                    "completion_pieces": float(reply["completion_pieces"]),
+                    "prompt_tokens": float(prompt_tokens),
+                    "peak_rss_mb": rss,
+                }
+            )
+            answers.append(reply["answer"])
+            log(f"ask {repeat + 1}: {wall:.2f} s wall, {rss:.0f} MB, {reply['completion_pieces']} pieces")
+
+        generated = max(1, int(statistics.median(row["completion_pieces"] for row in asks)))
+        threads = os.cpu_count() or 1
+        baseline_rows: list[dict[str, float]] = []
+        for repeat in range(args.repeats):
+            command = [
+                sys.executable,
+                "-c",
+                BASELINE,
+                str(bundled_model_path()),
+                str(max(1, prompt_tokens)),
+                str(generated),
+                str(CONTEXT_SIZE),
+                str(threads),
+            ]
+            out, wall, rss = measured(command, env)
+            row = json.loads(out)
+            baseline_rows.append({"wall_s": wall, **{k: float(v) for k, v in row.items()}, "peak_rss_mb": rss})
+            log(f"baseline {repeat + 1}: {wall:.2f} s wall, {rss:.0f} MB")
+
+        help_median, help_times = wall_median([*pllm_command(), "--help"], env, args.help_runs)
+        pass_median, pass_times = wall_median([sys.executable, "-c", "pass"], env, args.help_runs)
+
+    result = {
+        "question": args.question,
+        "answers_identical": len(set(answers)) == 1,
+        "answer": answers[0],
+        "pllm_ask": {"runs": [{k: round(v, 3) for k, v in row.items()} for row in asks], "median": summary(asks)},
+        "bare_llama_cpp": {
+            "runs": [{k: round(v, 3) for k, v in row.items()} for row in baseline_rows],
+            "median": summary(baseline_rows),
+        },
+        "help": {
+            "pllm_help_median_s": round(help_median, 3),
+            "python_pass_median_s": round(pass_median, 3),
+            "pllm_help_runs_s": [round(t, 3) for t in help_times],
+            "python_pass_runs_s": [round(t, 3) for t in pass_times],
+        },
+        "other_processes_cores": round(load.cores(), 2),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+        return
+    ask, base = result["pllm_ask"]["median"], result["bare_llama_cpp"]["median"]
+    print(f"question: {args.question}")
+    print(f"answer (seed 1, identical in all runs: {result['answers_identical']}): {answers[0]!r}")
+    print(
+        f"pllm ask --json, {args.repeats} cold processes (median; prompt {prompt_tokens} tokens, "
+        f"{ask['completion_pieces']:.0f} pieces generated)"
+    )
+    for row in asks:
+        print(
+            f"  wall {row['wall_s']:.2f} s  first token {row['first_token_s']:.2f} s  total {row['total_s']:.2f} s "
+            f"(retrieve {row['retrieve_s']:.2f}, prepare {row['prepare_s']:.2f}, generate {row['generate_s']:.2f})"
+            f"  peak RSS {row['peak_rss_mb']:.0f} MB"
+        )
+    print(
+        f"  median: wall {ask['wall_s']:.2f} s, first token {ask['first_token_s']:.2f} s, total {ask['total_s']:.2f} s,"
+        f" peak RSS {ask['peak_rss_mb']:.0f} MB"
+    )
+    print(
+        f"baseline: bare llama_cpp in a fresh process, same model, n_ctx {CONTEXT_SIZE}, {threads} threads, "
+        f"{base['prompt_tokens']:.0f}-token prompt, {base['generated']:.0f} tokens"
+    )
+    for row in baseline_rows:
+        print(
+            f"  wall {row['wall_s']:.2f} s  import {row['import_s']:.2f}  load {row['load_s']:.2f}  first token "
+            f"{row['first_token_s']:.2f} s after load  generate {row['generate_s']:.2f} s  peak RSS "
+            f"{row['peak_rss_mb']:.0f} MB"
+        )
+    print(
+        f"  median: wall {base['wall_s']:.2f} s, peak RSS {base['peak_rss_mb']:.0f} MB; pllm overhead "
+        f"{ask['wall_s'] - base['wall_s']:.2f} s wall, {ask['peak_rss_mb'] - base['peak_rss_mb']:.0f} MB"
+    )
+    print(
+        f"pllm --help: median {help_median * 1000:.0f} ms over {args.help_runs} runs; "
+        f"python -c pass: {pass_median * 1000:.0f} ms"
+    )
+    print(
+        f"other processes kept {result['other_processes_cores']:.2f} of {os.cpu_count()} cores busy meanwhile"
+        " (above ~0.2 the figures are disturbed)"
+    )
+
+
+if __name__ == "__main__":
+    main()

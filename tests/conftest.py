@@ -1,0 +1,216 @@
+"""Shared fixtures: an isolated PLLM_HOME for every test, an in-process CLI runner, the real bundled models
+(built once per session) and deterministic fakes for fast unit tests (STYLE habits 9-11)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import math
+import os
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pllm_cli.prompting import TEMPLATE_OVERHEAD
+from pllm_cli.runtime import ChatMessage
+
+TESTS_DIR = Path(__file__).resolve().parent
+EXAMPLES = TESTS_DIR.parent / "examples"
+
+
+# --- isolation ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own PLLM_HOME, no colour, a fixed width and no PLLM_* leaking in."""
+    for name in list(os.environ):
+        if name.startswith("PLLM_"):
+            monkeypatch.delenv(name)
+    home = tmp_path / "home"
+    monkeypatch.setenv("PLLM_HOME", str(home))
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "100")
+    return home
+
+
+@pytest.fixture
+def home(isolated_environment: Path) -> Path:
+    return isolated_environment
+
+
+# --- running the CLI in-process ---------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def json_lines(self) -> list[Any]:
+        import json
+
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+
+def invoke(argv: Sequence[str], input: str | None = None) -> Result:
+    """Run `pllm argv` through main() (and so through its error boundary); never raises SystemExit."""
+    from pllm_cli.cli import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    stdin = io.StringIO(input) if input is not None else sys.stdin
+    old_stdin = sys.stdin
+    sys.stdin = stdin
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                main([str(a) for a in argv])
+            except SystemExit as exit_:
+                code = exit_.code
+            else:  # pragma: no cover - main() always exits
+                raise AssertionError("main() returned without sys.exit")
+    finally:
+        sys.stdin = old_stdin
+    if code is None:
+        code = 0
+    assert isinstance(code, int), f"exit code should be an int, got {code!r}"
+    return Result(code, stdout.getvalue(), stderr.getvalue())
+
+
+@pytest.fixture
+def run() -> Any:
+    """run(*argv, input=None) -> Result(exit_code, stdout, stderr)."""
+
+    def _run(*argv: Any, input: str | None = None) -> Result:
+        return invoke([str(a) for a in argv], input=input)
+
+    return _run
+
+
+# --- fakes ------------------------------------------------------------------------------------------
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+class FakeEmbedder:
+    """Deterministic bag-of-words vectors: each lower-cased word hashed into one of 64 signed buckets."""
+
+    dimension = 64
+
+    def __init__(self, path: Path | None = None, batch_size: int = 64) -> None:
+        self.path = path
+        self.calls: list[list[str]] = []
+
+    @property
+    def name(self) -> str:
+        return "fake-embedder"
+
+    def vector(self, text: str) -> list[float]:
+        values = [0.0] * self.dimension
+        for word in _WORD.findall(text.lower()):
+            digest = hashlib.sha256(word.encode()).digest()
+            values[digest[0] % self.dimension] += 1.0 if digest[1] % 2 else -1.0
+        norm = math.sqrt(sum(v * v for v in values))
+        if norm == 0:
+            values[0], norm = 1.0, 1.0
+        return [v / norm for v in values]
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.calls.append(list(texts))
+        return [self.vector(t) for t in texts]
+
+
+@dataclass
+class FakeChatModel:
+    """A ChatModel that counts words as tokens, streams a canned answer word by word and records prompts."""
+
+    answer: str = "Your manager is Karin Ek."
+    context_size: int = 2048
+    name: str = "fake-model.gguf"
+    path: Path = Path("/models/fake-model.gguf")
+    calls: list[dict[str, Any]] = field(default_factory=list)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def count_prompt_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return sum(self.count_tokens(m.content) + TEMPLATE_OVERHEAD for m in messages)
+
+    @property
+    def messages(self) -> list[ChatMessage]:
+        """The messages of the last call."""
+        return self.calls[-1]["messages"]
+
+    def stream(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float, seed: int | None
+    ) -> Iterator[str]:
+        self.calls.append(
+            {"messages": list(messages), "max_tokens": max_tokens, "temperature": temperature, "seed": seed}
+        )
+        words = self.answer.split(" ")
+        for number, word in enumerate(words[:max_tokens]):
+            yield word if number == 0 else " " + word
+
+
+@pytest.fixture
+def fake_embedder() -> FakeEmbedder:
+    return FakeEmbedder()
+
+
+@pytest.fixture
+def fake_model() -> FakeChatModel:
+    return FakeChatModel()
+
+
+@pytest.fixture
+def fake_models(monkeypatch: pytest.MonkeyPatch) -> FakeChatModel:
+    """Make every AppContext (so every CLI command) use the fake embedder and a shared fake chat model."""
+    import pllm_cli.context
+
+    model = FakeChatModel()
+
+    def make_model(path: Path | None = None, context_size: int = 4096, threads: int = 0) -> FakeChatModel:
+        model.context_size = context_size
+        return model
+
+    monkeypatch.setattr(pllm_cli.context, "SentenceTransformerEmbedder", FakeEmbedder)
+    monkeypatch.setattr(pllm_cli.context, "LlamaCppModel", make_model)
+    return model
+
+
+@pytest.fixture
+def store(tmp_path: Path, fake_embedder: FakeEmbedder) -> Iterator[Any]:
+    """A real Chroma + SQLite memory on disk in tmp_path, for the fake embedder."""
+    from pllm_cli.memory.store import ChromaStore
+
+    memory = ChromaStore(tmp_path / "memory", embedding_model=fake_embedder.name)
+    yield memory
+    memory.close()
+
+
+# --- the real bundled models, built once ----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def real_embedder() -> Any:
+    from pllm_cli.embedding import SentenceTransformerEmbedder
+
+    embedder = SentenceTransformerEmbedder()
+    embedder.model  # load now: once per session  # noqa: B018
+    return embedder
+
+
+@pytest.fixture(scope="session")
+def real_model() -> Any:
+    from pllm_cli.runtime import LlamaCppModel
+
+    model = LlamaCppModel(context_size=2048)
+    model.llama  # load now: once per session  # noqa: B018
+    return model

@@ -1,0 +1,107 @@
+"""ChatSession: retrieval -> prompt -> streamed answer, with the fake model, fake embedder and a real store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pllm_cli.chat import ChatSession, GenerationSettings
+from pllm_cli.errors import InputError, TooLongError
+from pllm_cli.ingest.pipeline import ingest_paths
+from pllm_cli.memory.retrieval import Retriever
+from pllm_cli.memory.store import ChromaStore
+
+
+@pytest.fixture
+def retriever(tmp_path: Path, store: ChromaStore, fake_embedder: Any) -> Retriever:
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "work.md").write_text("# Work\n\nMy manager is Karin Ek. Deadline 30 June.\n", encoding="utf-8")
+    (notes / "elin.md").write_text("# Elin\n\nElin collects Hagi tea bowls.\n", encoding="utf-8")
+    assert not ingest_paths([notes], store, fake_embedder).failed
+    return Retriever(store, fake_embedder)
+
+
+def test_ask_puts_the_retrieved_note_in_the_prompt(retriever: Retriever, fake_model: Any) -> None:
+    session = ChatSession(fake_model, retriever, profile="Identity: Maya", name="Maya")
+    reply = session.ask("  Who is my manager?  ")
+    assert fake_model.calls == [], "nothing is generated before the reply is iterated"
+    assert "".join(reply) == fake_model.answer
+    assert reply.text == fake_model.answer and reply.finished
+    prompt = fake_model.messages
+    assert prompt[0].role == "system" and "About Maya:\nIdentity: Maya" in prompt[0].content
+    assert "My manager is Karin Ek." in prompt[-1].content
+    assert prompt[-1].content.endswith("Question: Who is my manager?")
+    assert reply.plan.used_hits[0].chunk.source.endswith("work.md")
+    assert reply.hits and reply.question == "Who is my manager?"
+
+
+def test_generation_settings_reach_the_model(retriever: Retriever, fake_model: Any) -> None:
+    settings = GenerationSettings(max_tokens=3, temperature=0.7, seed=42, k=1)
+    reply = ChatSession(fake_model, retriever, settings=settings).ask("Hagi?")
+    assert "".join(reply) == "Your manager is"
+    call = fake_model.calls[-1]
+    assert (call["max_tokens"], call["temperature"], call["seed"]) == (3, 0.7, 42)
+    assert len(reply.hits) == 1
+
+
+def test_reply_to_dict_has_sources_tokens_and_timings(retriever: Retriever, fake_model: Any) -> None:
+    reply = ChatSession(fake_model, retriever).ask("Who is my manager?")
+    list(reply)
+    data = reply.to_dict()
+    assert data["answer"] == fake_model.answer
+    assert data["sources"][0]["text"].startswith("Work\n\nMy manager is Karin Ek.")
+    assert data["prompt"]["memories_used"] == len(data["sources"]) > 0
+    tokens = data["prompt"]["tokens"]
+    assert tokens["prompt_total"] == fake_model.count_prompt_tokens(fake_model.messages)
+    assert {"retrieve_s", "prepare_s", "first_token_s", "generate_s"} <= set(data["timings"])
+    assert data["timings"]["first_token_s"] >= data["timings"]["prepare_s"]
+    assert data["completion_pieces"] == len(fake_model.answer.split())
+
+
+def test_history_is_carried_into_the_next_turn(retriever: Retriever, fake_model: Any) -> None:
+    session = ChatSession(fake_model, None)
+    list(session.ask("first question"))
+    list(session.ask("second question"))
+    roles_and_text = [(m.role, m.content) for m in fake_model.messages]
+    assert roles_and_text[1:] == [
+        ("user", "first question"),
+        ("assistant", fake_model.answer),
+        ("user", "second question"),
+    ]
+    assert len(session.history) == 4
+
+
+def test_unfinished_reply_enters_history_only_through_remember_partial(fake_model: Any) -> None:
+    session = ChatSession(fake_model, None)
+    reply = session.ask("tell me")
+    pieces = iter(reply)
+    next(pieces)  # Ctrl-C after the first piece
+    assert session.history == []
+    session.remember_partial()
+    assert [m.content for m in session.history] == ["tell me", "Your"]
+    session.remember_partial()
+    assert len(session.history) == 2, "remembered once"
+
+
+def test_without_retriever_there_are_no_memories(fake_model: Any) -> None:
+    reply = ChatSession(fake_model, None).ask("hi")
+    list(reply)
+    assert reply.hits == [] and reply.plan.used_hits == []
+    assert "retrieve_s" not in reply.timings
+    assert fake_model.messages[-1].content == "hi"
+
+
+def test_empty_question_is_input_error(fake_model: Any) -> None:
+    with pytest.raises(InputError) as raised:
+        ChatSession(fake_model, None).ask(" \n ")
+    assert raised.value.hint
+
+
+def test_question_longer_than_the_context(fake_model: Any) -> None:
+    fake_model.context_size = 512
+    with pytest.raises(TooLongError):
+        ChatSession(fake_model, None).ask("word " * 400)
+    assert fake_model.calls == []

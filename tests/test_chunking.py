@@ -1,0 +1,157 @@
+"""Chunking: prose packed under its heading path, chat cut into windows of one conversation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import EXAMPLES
+
+from pllm_cli.ingest.chunking import (
+    CHAT_CHUNK_TURNS,
+    TEXT_CHUNK_WORDS,
+    chat_windows,
+    chunk_document,
+    format_turn,
+    pack_paragraphs,
+)
+from pllm_cli.ingest.document import Document, Message, Section
+from pllm_cli.ingest.readers import read_document
+
+
+def message(number: int, time: str, speaker: str = "Maya", conversation: str = "family", text: str = "") -> Message:
+    return Message(conversation, f"m{number:04d}", speaker, time, text or f"message number {number}")
+
+
+def chat_document(messages: list[Message]) -> Document:
+    return Document(source="/notes/chat.jsonl", format="chat-jsonl", title="chat", messages=messages)
+
+
+def test_text_chunks_start_with_their_heading_path() -> None:
+    path = EXAMPLES / "notes" / "elin-gift-ideas.md"
+    chunks = chunk_document(read_document(path, path.read_bytes()))
+    assert chunks, "a note gives chunks"
+    for chunk in chunks:
+        assert chunk.kind == "text"
+        assert chunk.source == str(path)
+        assert chunk.text.startswith(chunk.heading + "\n\n")
+    hagi = [c for c in chunks if "Hagi-ware" in c.text]
+    assert [c.heading for c in hagi] == ["Gift ideas for Elin > What she's into right now"]
+    assert [c.position for c in chunks] == list(range(len(chunks)))
+
+
+def test_chunk_ids_are_stable_and_depend_on_source_position_and_text() -> None:
+    document = Document("/n/a.md", "markdown", "a", sections=[Section("A", "one"), Section("A > B", "two")])
+    first, second = chunk_document(document), chunk_document(document)
+    assert [c.id for c in first] == [c.id for c in second]
+    assert len({c.id for c in first}) == 2
+    moved = Document("/n/b.md", "markdown", "a", sections=document.sections)
+    assert {c.id for c in chunk_document(moved)}.isdisjoint(c.id for c in first)
+    edited = Document("/n/a.md", "markdown", "a", sections=[Section("A", "one"), Section("A > B", "two!")])
+    edited_ids = [c.id for c in chunk_document(edited)]
+    assert edited_ids[0] == first[0].id and edited_ids[1] != first[1].id
+
+
+def test_long_paragraph_is_split_and_no_word_is_lost() -> None:
+    sentences = [f"Sentence {n} has exactly seven words here." for n in range(100)]  # 700 words
+    paragraph = " ".join(sentences)
+    pieces = pack_paragraphs(paragraph)
+    assert len(pieces) >= 700 // TEXT_CHUNK_WORDS
+    assert all(len(p.split()) <= TEXT_CHUNK_WORDS for p in pieces)
+    assert " ".join(pieces).split() == paragraph.split()
+    # split at sentence ends when it can
+    assert all(p.endswith("here.") for p in pieces)
+
+
+def test_run_on_sentence_is_split_at_word_boundaries() -> None:
+    words = [f"w{n}" for n in range(400)]
+    pieces = pack_paragraphs(" ".join(words), limit=100)
+    assert [len(p.split()) for p in pieces] == [100, 100, 100, 100]
+    assert " ".join(pieces).split() == words
+
+
+def test_short_paragraphs_are_packed_together() -> None:
+    text = "First paragraph.\n\nSecond paragraph.\n\n\n\nThird one."
+    assert pack_paragraphs(text) == ["First paragraph.\n\nSecond paragraph.\n\nThird one."]
+    assert pack_paragraphs(text, limit=3) == ["First paragraph.", "Second paragraph.", "Third one."]
+
+
+def test_section_chunks_carry_mail_message_ids_and_time() -> None:
+    section = Section("Email: hi", "From: a\n\nbody", message_ids=("<x@y>",), time="2026-02-10T08:47:12+01:00")
+    [chunk] = chunk_document(Document("/m/a.eml", "email", "hi", sections=[section]))
+    assert chunk.message_ids == ("<x@y>",)
+    assert chunk.start_time == chunk.end_time == "2026-02-10T08:47:12+01:00"
+
+
+def test_chat_chunk_lines_keep_time_and_speaker_and_ids() -> None:
+    messages = [
+        message(1, "2026-01-27T18:42:00+01:00", "Mamma", text="Hej allihopa!"),
+        message(2, "2026-01-27T18:45:00+01:00", "Elin", text="plenty of time\n😅"),
+        message(3, "", "Maya", text="no time here"),
+    ]
+    [chunk] = chunk_document(chat_document(messages))
+    assert chunk.kind == "chat"
+    assert chunk.text.splitlines() == [
+        "[2026-01-27 18:42] Mamma: Hej allihopa!",
+        "[2026-01-27 18:45] Elin: plenty of time",
+        "😅",
+        "Maya: no time here",
+    ]
+    assert chunk.message_ids == ("m0001", "m0002", "m0003")
+    assert chunk.speakers == ("Mamma", "Elin", "Maya")
+    assert chunk.conversation == chunk.heading == "family"
+    assert chunk.start_time == "2026-01-27T18:42:00+01:00"
+    assert chunk.end_time == ""
+    assert format_turn(messages[0]) == "[2026-01-27 18:42] Mamma: Hej allihopa!"
+
+
+def test_chat_window_splits_at_a_long_pause() -> None:
+    messages = [
+        message(1, "2026-02-01T08:00:00+01:00"),
+        message(2, "2026-02-01T13:59:00+01:00"),  # 5 h 59 min later: same window
+        message(3, "2026-02-01T20:00:00+01:00"),  # 6 h 1 min later: new window
+        message(4, "2026-02-01T20:05:00+01:00"),
+    ]
+    windows = list(chat_windows(messages))
+    assert [[m.id for m in w] for w in windows] == [["m0001", "m0002"], ["m0003", "m0004"]]
+
+
+def test_chat_window_splits_at_a_conversation_change() -> None:
+    messages = [
+        message(1, "2026-02-01T08:00:00+01:00", conversation="family"),
+        message(2, "2026-02-01T08:01:00+01:00", conversation="maya-jonas"),
+        message(3, "2026-02-01T08:02:00+01:00", conversation="maya-jonas"),
+        message(4, "2026-02-01T08:03:00+01:00", conversation="family"),
+    ]
+    chunks = chunk_document(chat_document(messages))
+    assert [c.message_ids for c in chunks] == [("m0001",), ("m0002", "m0003"), ("m0004",)]
+    assert [c.conversation for c in chunks] == ["family", "maya-jonas", "family"]
+
+
+def test_chat_window_size_limits_and_empty_messages() -> None:
+    messages = [message(n, f"2026-02-01T08:{n:02d}:00+01:00") for n in range(1, 15)]
+    messages.insert(3, message(99, "2026-02-01T08:03:30+01:00", text="   "))
+    windows = list(chat_windows(messages))
+    assert all(len(w) <= CHAT_CHUNK_TURNS for w in windows)
+    assert [m.id for w in windows for m in w] == [f"m{n:04d}" for n in range(1, 15)]  # the blank one is gone
+    long_texts = [message(n, "", text="word " * 50) for n in range(1, 4)]
+    assert [len(w) for w in chat_windows(long_texts, max_words=120)] == [2, 1]
+
+
+def test_example_chat_chunks_cover_every_message_once() -> None:
+    path = EXAMPLES / "chats" / "family.jsonl"
+    document = read_document(path, path.read_bytes())
+    chunks = chunk_document(document)
+    ids = [i for c in chunks for i in c.message_ids]
+    assert ids == [m.id for m in document.messages]
+    for chunk in chunks:
+        assert len(chunk.message_ids) <= CHAT_CHUNK_TURNS
+        assert chunk.text.startswith("[2026-")
+        assert len({m.conversation for m in document.messages if m.id in chunk.message_ids}) == 1
+
+
+def test_chunking_a_document_with_sections_and_messages(tmp_path: Path) -> None:
+    document = Document(
+        "/x", "mixed", "x", sections=[Section("Top", "prose")], messages=[message(1, "2026-02-01T08:00:00Z")]
+    )
+    chunks = chunk_document(document)
+    assert [(c.kind, c.position) for c in chunks] == [("text", 0), ("chat", 1)]
