@@ -12,8 +12,8 @@ import typer.main
 from typer.core import TyperGroup
 
 from pllm_cli import __version__
-from pllm_cli.context import AppContext
 from pllm_cli.cli.console import silence_stdout
+from pllm_cli.context import AppContext
 from pllm_cli.errors import ExitCode, PllmError
 from pllm_cli.paths import Paths
 
