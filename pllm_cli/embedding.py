@@ -38,9 +38,9 @@ def bundled_embedding_path() -> Path:
 class SentenceTransformerEmbedder:
     """A sentence-transformers model loaded from a local folder, on the CPU, offline, once per process."""
 
-    def __init__(self, path: Path | None = None, batch_size: int = 64) -> None:
+    def __init__(self, path: Path | None = None, batch_size: int = 16) -> None:
         self.path = path or bundled_embedding_path()
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # small batches pad less: 1.7x faster than 64 on mixed-length chunks (bench/)
 
     @property
     def name(self) -> str:

@@ -68,6 +68,8 @@ def invoke(argv: Sequence[str], input: str | None = None) -> Result:
     stdin = io.StringIO(input) if input is not None else sys.stdin
     old_stdin = sys.stdin
     sys.stdin = stdin
+    old_umask = os.umask(0o022)  # main() sets its own umask: give it the usual one and restore ours after
+    os.umask(old_umask)
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             try:
@@ -78,6 +80,7 @@ def invoke(argv: Sequence[str], input: str | None = None) -> Result:
                 raise AssertionError("main() returned without sys.exit")
     finally:
         sys.stdin = old_stdin
+        os.umask(old_umask)
     if code is None:
         code = 0
     assert isinstance(code, int), f"exit code should be an int, got {code!r}"

@@ -143,7 +143,8 @@ def test_eml_quoted_printable_swedish_and_encoded_subject() -> None:
     [section] = document.sections
     assert section.message_ids == ("<20260210084712.4711@gronstad-landskap.example>",)
     assert section.time == "2026-02-10T08:47:12+01:00"
-    assert "From: Karin Ek <karin.ek@gronstad-landskap.example>" in section.text
+    assert section.heading.startswith("Email from Karin Ek <karin.ek@gronstad-landskap.example> to ")
+    assert section.heading.endswith(": Slottsskogen north meadow – concept review and deadline")
     # quoted-printable soft line breaks joined, UTF-8 bytes decoded
     assert "Göteborgs Stad, Park- och naturförvaltningen" in section.text
     assert "Good work – the infiltration" in section.text
@@ -174,19 +175,15 @@ def test_eml_html_only_body_and_attachment_names(tmp_path: Path) -> None:
     assert "Välkommen på kräftskiva!" in section.text
     assert "x()" not in section.text
     assert "[attachments: karta.pdf]" in section.text
-    assert section.heading.startswith("Email: Kräftskiva (from Åsa <asa@example.org>")
+    assert section.heading == "Email from Åsa <asa@example.org> to maya@example.org, Sat, 08 Aug 2026 18:00:00 +0200: Kräftskiva"
 
 
 def test_mbox_three_messages_with_quotes_stripped() -> None:
     document = read(EXAMPLES / "mail" / "archive.mbox")
     assert document.format == "mbox"
     assert len(document.sections) == 3
-    subjects = [s.heading.split(" (from ")[0] for s in document.sections]
-    assert subjects == [
-        "Email: my birthday on the 14th",
-        "Email: Re: my birthday on the 14th",
-        "Email: Lesson notes + JLPT N4 plan",
-    ]
+    subjects = [s.heading.split(": ", 1)[1] for s in document.sections]
+    assert subjects == ["my birthday on the 14th", "Re: my birthday on the 14th", "Lesson notes + JLPT N4 plan"]
     assert all(len(s.message_ids) == 1 for s in document.sections)
     reply = document.sections[1].text
     assert "A double batch of cardamom buns." in reply

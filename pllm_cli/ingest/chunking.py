@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from pllm_cli.ingest.document import Document, Message, Section
 from pllm_cli.memory.records import Chunk
 
-TEXT_CHUNK_WORDS = 160
+TEXT_CHUNK_WORDS = 110  # ~1.5 wordpieces a word: stays within MiniLM's 256-wordpiece window
 CHAT_CHUNK_WORDS = 120
 CHAT_CHUNK_TURNS = 6
 CHAT_PAUSE = timedelta(hours=6)

@@ -150,7 +150,7 @@ def ingest_file(path: Path, store: MemoryStore, embedder: Embedder) -> FileResul
     try:
         document = read_document(path, data)
         chunks = chunk_document(document)
-        vectors = embedder.embed([c.text for c in chunks])
+        vectors = embedder.embed([c.embedding_text for c in chunks])
         record = SourceRecord(
             source=source,
             sha256=sha256,

@@ -76,11 +76,10 @@ def own_statements(chunk: Chunk, me: str) -> list[Statement]:
                 lines.append(match["text"])
     else:
         body = chunk.text.split("\n\n", 1)[-1] if chunk.heading else chunk.text
-        if chunk.heading.startswith("Email:"):
-            sender = re.search(r"^From: (.*)$", chunk.text, re.MULTILINE)
-            if not me or sender is None or me.casefold() not in sender.group(1).casefold():
+        if chunk.heading.startswith("Email from "):
+            sender = chunk.heading.removeprefix("Email from ").split(" to ", 1)[0]
+            if not me or me.casefold() not in sender.casefold():
                 return []
-            body = chunk.text.split("\n\n", 2)[-1]
         lines = [body]
     sentences = (s.strip(" -*•\t") for line in lines for s in _SENTENCE.split(line))
     return [Statement(s, source) for s in sentences if 4 <= len(s.split()) <= 40 and _FIRST_PERSON.search(s)]

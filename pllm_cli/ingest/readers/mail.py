@@ -57,11 +57,11 @@ def message_to_section(message: EmailMessage) -> Section | None:
         body += "\n\n[attachments: " + ", ".join(str(name) for name in attachments) + "]"
     if not body.strip():
         return None
-    header = f"From: {sender}\nTo: {message.get('to', '')}\nDate: {date}\nSubject: {subject}"
+    recipients = str(message.get("to", "") or "").strip()
     message_id = str(message.get("message-id", "") or "").strip()
-    return Section(
-        heading=f"Email: {subject} (from {sender}, {date})",
-        text=f"{header}\n\n{body}",
+    return Section(  # the heading (kept at the top of every chunk) carries the headers, the text the body
+        heading=f"Email from {sender} to {recipients}, {date}: {subject}",
+        text=body,
         message_ids=(message_id,) if message_id else (),
         time=_iso_date(date),
     )
