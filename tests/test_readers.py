@@ -175,7 +175,9 @@ def test_eml_html_only_body_and_attachment_names(tmp_path: Path) -> None:
     assert "Välkommen på kräftskiva!" in section.text
     assert "x()" not in section.text
     assert "[attachments: karta.pdf]" in section.text
-    assert section.heading == "Email from Åsa <asa@example.org> to maya@example.org, Sat, 08 Aug 2026 18:00:00 +0200: Kräftskiva"
+    assert section.heading == (
+        "Email from Åsa <asa@example.org> to maya@example.org, Sat, 08 Aug 2026 18:00:00 +0200: Kräftskiva"
+    )
 
 
 def test_mbox_three_messages_with_quotes_stripped() -> None:

@@ -7,7 +7,6 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-
 _CHAT_STAMP = re.compile(r"^\[[^\]\n]*\] ", re.MULTILINE)
 
 
