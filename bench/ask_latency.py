@@ -26,6 +26,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from common import OtherLoad, clean_env, pllm_command  # noqa: E402  (bench/ is on sys.path when a script here runs)
 
 from pllm_cli.runtime import bundled_model_path  # noqa: E402
 
@@ -57,44 +58,6 @@ print(json.dumps({
     "generated": count, "first_token_s": first - begun, "generate_s": done - begun, "total_s": done - started,
 }))
 """
-
-
-class OtherLoad:
-    """How many cores other processes kept busy meanwhile: /proc/stat busy time less our own and our children's."""
-
-    def __init__(self) -> None:
-        self.start = (self._busy(), self._ours(), time.perf_counter())
-
-    @staticmethod
-    def _busy() -> float:
-        try:
-            with open("/proc/stat") as handle:
-                fields = [int(v) for v in handle.readline().split()[1:]]
-        except OSError:
-            return float("nan")
-        return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-
-    @staticmethod
-    def _ours() -> float:
-        times = os.times()
-        return times.user + times.system + times.children_user + times.children_system
-
-    def cores(self) -> float:
-        busy, ours, started = self.start
-        wall = time.perf_counter() - started
-        return max(0.0, ((self._busy() - busy) - (self._ours() - ours)) / wall) if wall else 0.0
-
-
-def pllm_command() -> list[str]:
-    script = Path(sys.executable).parent / "pllm"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "pllm_cli"]
-
-
-def clean_env(home: Path) -> dict[str, str]:
-    """The caller's environment without PLLM_* settings, with PLLM_HOME set to `home`, offline."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PLLM_")}
-    env.update(PLLM_HOME=str(home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    return env
 
 
 def measured(command: list[str], env: dict[str, str]) -> tuple[str, float, float]:

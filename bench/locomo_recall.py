@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sqlite3
 import statistics
 import subprocess
@@ -24,6 +23,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from common import clean_env, pllm_command  # noqa: E402  (bench/ is on sys.path when a script here runs)
 
 from pllm_cli.evaluation.locomo import (  # noqa: E402
     Question,
@@ -43,18 +43,6 @@ MODES = ("dense", "lexical", "hybrid")
 METRICS = ("within_512", "within_1024", "recall@5", "recall@10")
 # eval/README.md: one turn per chunk, all-MiniLM-L6-v2 dense, categories 1-4 of locomo-dev.json
 REFERENCE = {"within_512": 53.3, "within_1024": 64.7, "recall@5": 44.1, "recall@10": 54.6}
-
-
-def pllm_command() -> list[str]:
-    script = Path(sys.executable).parent / "pllm"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "pllm_cli"]
-
-
-def clean_env(home: Path) -> dict[str, str]:
-    """The caller's environment without PLLM_* settings, with PLLM_HOME set to `home`, offline."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PLLM_")}
-    env.update(PLLM_HOME=str(home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    return env
 
 
 def run(args: list[str], env: dict[str, str], stdin: str | None = None) -> tuple[str, float]:
