@@ -16,7 +16,11 @@ SearchMode = Literal["dense", "lexical", "hybrid"]
 SEARCH_MODES: tuple[SearchMode, ...] = ("dense", "lexical", "hybrid")
 COLLECTION = "memory"
 RRF_K = 60
-# Tuned for recall: on small and medium memories this is close to exact search (measured in bench/).
+# Lexical ranks count double in the fusion: on LoCoMo (bench/), evidence recall within 512 tokens was 67.4
+# with equal weights and 67.8 with 1:2; lexical alone 62.8, dense alone 56.6.
+FUSION_WEIGHTS = {"dense": 1.0, "lexical": 2.0}
+# Tuned for recall. On LoCoMo's chat memories (~200 chunks each) dense recall equals exact search (bench/);
+# larger memories are not measured yet.
 HNSW = {"space": "cosine", "ef_search": 200, "ef_construction": 200, "max_neighbors": 32}
 
 
@@ -149,9 +153,10 @@ class ChromaStore:
 
 
 def fuse(ranked: dict[str, list[tuple[str, float]]]) -> dict[str, float]:
-    """Reciprocal-rank fusion: each list contributes 1 / (RRF_K + rank)."""
+    """Weighted reciprocal-rank fusion: each list contributes weight / (RRF_K + rank)."""
     scores: dict[str, float] = {}
-    for hits in ranked.values():
+    for mode, hits in ranked.items():
+        weight = FUSION_WEIGHTS.get(mode, 1.0)
         for rank, (chunk_id, _) in enumerate(hits, start=1):
-            scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + weight / (RRF_K + rank)
     return scores
