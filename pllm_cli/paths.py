@@ -43,14 +43,6 @@ class Paths:
         return self.persona_dir / "memory"
 
     @property
-    def chroma_dir(self) -> Path:
-        return self.memory_dir / "chroma"
-
-    @property
-    def index_db(self) -> Path:
-        return self.memory_dir / "index.sqlite3"
-
-    @property
     def profile_file(self) -> Path:
         return self.persona_dir / "profile.md"
 

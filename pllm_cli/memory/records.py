@@ -10,11 +10,6 @@ from typing import Any
 _CHAT_STAMP = re.compile(r"^\[[^\]\n]*\] ", re.MULTILINE)
 
 
-def estimate_tokens(text: str) -> int:
-    """A model-free token estimate (1.3 tokens per word), the convention of the LoCoMo evaluation."""
-    return max(1, round(len(text.split()) * 1.3))
-
-
 @dataclass(frozen=True)
 class Chunk:
     id: str

@@ -38,10 +38,9 @@ class MemoryStore(Protocol):
 class ChromaStore:
     """Chroma on disk for vectors; SQLite for texts, sources and BM25. Embedding model recorded in both."""
 
-    def __init__(self, directory: Path, embedding_model: str, dimension: int | None = None) -> None:
+    def __init__(self, directory: Path, embedding_model: str) -> None:
         self.directory = directory
         self.embedding_model = embedding_model
-        self.dimension = dimension
         ensure_private_dir(directory)
         self.index = ChunkIndex(directory / "index.sqlite3")
         self._check_model()
