@@ -20,8 +20,8 @@ class GenerationSettings:
     max_tokens: int = 256
     temperature: float = 0.0
     seed: int | None = None
-    k: int = 5
-    memory_tokens: int = 640
+    k: int = 12
+    memory_tokens: int = 512
     profile_tokens: int = 256
 
 

@@ -51,8 +51,8 @@ SETTINGS: tuple[Setting, ...] = (
         0.0,
         2.0,
     ),
-    Setting("k", int, 5, "Most memories retrieved for a question.", 1, 100),
-    Setting("memory_tokens", int, 640, "Token budget for retrieved memories in a prompt.", 0, 65536),
+    Setting("k", int, 12, "Most memories retrieved for a question (the token budget usually binds first).", 1, 100),
+    Setting("memory_tokens", int, 512, "Token budget for retrieved memories in a prompt.", 0, 65536),
     Setting("profile_tokens", int, 256, "Token budget for the profile in a prompt.", 0, 65536),
     Setting("threads", int, 0, "CPU threads for the chat model; 0 means all cores.", 0, 1024),
     Setting("me", str, "", "Your name as it appears in chats and mail (used for the profile's style)."),
@@ -67,8 +67,8 @@ class Config:
     context_size: int = 4096
     max_tokens: int = 256
     temperature: float = 0.0
-    k: int = 5
-    memory_tokens: int = 640
+    k: int = 12
+    memory_tokens: int = 512
     profile_tokens: int = 256
     threads: int = 0
     me: str = ""

@@ -20,7 +20,7 @@ def write(path: Path, text: str) -> Path:
 def test_defaults_when_nothing_is_set(tmp_path: Path) -> None:
     config = load_config(tmp_path / "missing.toml", environ={})
     assert config == Config()
-    assert config.k == 5 and config.temperature == 0.0 and config.me == ""
+    assert config.k == 12 and config.temperature == 0.0 and config.me == ""
     assert {s.key for s in SETTINGS} == set(config.as_dict())
 
 
@@ -45,7 +45,7 @@ def test_bad_value_in_file_names_key_and_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as raised:
         load_config(path, environ={})
     assert raised.value.message == f"k must be int, got 'many' ({path})"
-    assert raised.value.hint == "for example: pllm config set k 5"
+    assert raised.value.hint == "for example: pllm config set k 12"
     assert raised.value.exit_code == ExitCode.CONFIG
 
 
