@@ -17,13 +17,18 @@ class Section:
 
 @dataclass(frozen=True)
 class Message:
-    """One chat message; `time` is ISO 8601 (with offset where the source gives one) or empty."""
+    """One chat message; `time` is ISO 8601 (with offset where the source gives one) or empty.
+
+    `from_user` is True when the source itself says the user wrote it (the `user` role of ChatGPT and Claude
+    exports), else None: the pipeline then decides by the user's names (`pllm config set me`).
+    """
 
     conversation: str
     id: str
     speaker: str
     time: str
     text: str
+    from_user: bool | None = None
 
 
 @dataclass
