@@ -55,7 +55,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("memory_tokens", int, 512, "Token budget for retrieved memories in a prompt.", 0, 65536),
     Setting("profile_tokens", int, 256, "Token budget for the profile in a prompt.", 0, 65536),
     Setting("threads", int, 0, "CPU threads for the chat model; 0 means all cores.", 0, 1024),
-    Setting("me", str, "", "Your name as it appears in chats and mail (used for the profile's style)."),
+    Setting(
+        "me",
+        str,
+        "",
+        "Your name(s) as they appear in chats and mail, comma-separated: your own messages are marked as yours.",
+    ),
+    Setting("redact", bool, False, "Mask e-mail addresses, phone, card and IBAN numbers and secrets on ingest."),
 )
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
 
@@ -72,6 +78,17 @@ class Config:
     profile_tokens: int = 256
     threads: int = 0
     me: str = ""
+    redact: bool = False
+
+    @property
+    def me_names(self) -> tuple[str, ...]:
+        """The user's names (aliases), from the comma-separated `me` setting."""
+        return tuple(name.strip() for name in self.me.split(",") if name.strip())
+
+    @property
+    def display_name(self) -> str:
+        """How prompts call the user: the first of their names."""
+        return self.me_names[0] if self.me_names else ""
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -88,6 +105,8 @@ def parse_value(key: str, raw: object, origin: str) -> Any:
     try:
         if setting.type is str:
             value: Any = str(raw)
+        elif setting.type is bool:
+            value = parse_bool(raw)
         elif isinstance(raw, bool):
             raise ValueError
         else:
@@ -104,6 +123,17 @@ def parse_value(key: str, raw: object, origin: str) -> Any:
     if setting.maximum is not None and value > setting.maximum:
         raise ConfigError(f"{key} must be at most {setting.maximum:g}, got {value} ({origin})")
     return value
+
+
+def parse_bool(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(raw)
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -153,6 +183,8 @@ def dump_toml(values: Mapping[str, Any]) -> str:
         value = values[key]
         if isinstance(value, str):
             lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")  # a JSON string is a TOML string
+        elif isinstance(value, bool):
+            lines.append(f"{key} = {'true' if value else 'false'}")
         else:
             lines.append(f"{key} = {value!r}")
     return "\n".join(lines) + "\n"

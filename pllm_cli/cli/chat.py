@@ -37,7 +37,7 @@ def _session(app: AppContext, *, no_memory: bool, no_profile: bool, seed: int | 
         profile_tokens=config.profile_tokens,
     )
     profile = "" if no_profile else load_profile_text(app.paths.profile_file)
-    return ChatSession(app.model, retriever, profile=profile, name=config.me, settings=settings)
+    return ChatSession(app.model, retriever, profile=profile, name=config.display_name, settings=settings)
 
 
 def _render_sources(reply: Reply) -> None:

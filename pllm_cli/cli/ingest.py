@@ -11,7 +11,7 @@ from rich.progress import Progress
 from pllm_cli.cli.console import err, print_json
 from pllm_cli.context import AppContext
 from pllm_cli.errors import ExitCode
-from pllm_cli.ingest.pipeline import IngestEvent, IngestReport, ingest_paths
+from pllm_cli.ingest.pipeline import IngestEvent, IngestOptions, IngestReport, ingest_paths
 
 
 def register(app: typer.Typer) -> None:
@@ -25,18 +25,30 @@ def ingest(
         [], "--exclude", "-x", help="Glob of files or folders to leave out (repeatable), e.g. 'drafts/*'."
     ),
     prune: bool = typer.Option(False, "--prune", help="Forget sources whose files no longer exist."),
+    redact: bool | None = typer.Option(
+        None,
+        "--redact/--no-redact",
+        envvar="PLLM_REDACT",
+        help="Mask e-mail addresses, phone, card and IBAN numbers and secrets before anything is stored.",
+        show_default=False,
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
 ) -> None:
     """Read notes, documents, mail and chat logs into memory, incrementally.
 
-    Formats: .md .txt .html .pdf .eml .mbox and chat logs in JSONL (docs/formats.md). An unchanged file
-    is skipped, a changed file's chunks are replaced. Exits 3 if some files failed; all others went in.
+    Formats: docs/formats.md. An unchanged file is skipped, a changed file's chunks are replaced, a renamed
+    file is not embedded again. Folders may hold .pllmignore files (gitignore syntax). Exits 3 if some
+    files failed; all the others went in.
     """
     app: AppContext = ctx.obj
     show_progress = not app.quiet and not json_output and err().is_terminal
     on_event, progress = _progress_reporter() if show_progress else (None, None)
     try:
-        report = ingest_paths(paths, app.store, app.embedder, exclude=exclude, prune=prune, on_event=on_event)
+        app.overrides["redact"] = redact
+        options = IngestOptions(me=app.config.me_names, redact=app.config.redact)
+        report = ingest_paths(
+            paths, app.store, app.embedder, exclude=exclude, prune=prune, options=options, on_event=on_event
+        )
     finally:
         if progress is not None:
             progress.stop()

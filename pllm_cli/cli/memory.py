@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from pllm_cli.cli.console import err, out, print_json
 from pllm_cli.context import AppContext
 from pllm_cli.errors import InputError, NotFoundError
-from pllm_cli.memory.records import Hit
+from pllm_cli.memory.records import Hit, SourceRecord
 from pllm_cli.memory.store import SEARCH_MODES
 
 app = typer.Typer(help="Search and manage what pllm remembers.", no_args_is_help=True)
@@ -92,19 +93,44 @@ def _size(path: Path) -> int:
 def sources(
     ctx: typer.Context, json_output: bool = typer.Option(False, "--json", help="JSON Lines on stdout.")
 ) -> None:
-    """Every source in memory, with its format, chunk count and when it was ingested."""
+    """Every source: format, status (indexed, missing, or failed and why), chunk and message counts, when."""
     app_ctx: AppContext = ctx.obj
-    records = app_ctx.store.sources()
-    for record in records:
+    rows = source_statuses(app_ctx.store.sources(), app_ctx.store.index.failures())
+    for row in rows:
         if json_output:
-            print_json(record.to_dict())
+            print_json(row)
+        elif row["status"] == "failed":
+            out().print(f"{'failed':<8} {row['source']}: {row['reason']}", markup=False, style="red")
         else:
             out().print(
-                f"{record.format:<11} {record.chunks:>5} chunks  {record.ingested_at}  {record.source}",
+                f"{row['status']:<8} {row['format']:<11} {row['chunks']:>5} chunks {row['messages']:>6} messages  "
+                f"{row['ingested_at']}  {row['source']}",
                 markup=False,
             )
-    if not records and not json_output:
+    if not rows and not json_output:
         err().print("memory is empty: pllm ingest PATH adds files", markup=False)
+
+
+def source_statuses(records: list[SourceRecord], failures: dict[str, tuple[str, str]]) -> list[dict[str, Any]]:
+    """One row per source: "indexed", "missing" (its file is gone: `ingest --prune` drops it) or "failed"
+    (its last ingest failed; an earlier version may still be indexed)."""
+    rows: list[dict[str, Any]] = []
+    for record in records:
+        row: dict[str, Any] = {**record.to_dict(), "status": "indexed", "reason": "", "failed_at": ""}
+        row["sha256"] = record.sha256.split("+")[0]
+        row["redacted"] = record.sha256.endswith("+redact")
+        if not Path(record.source).exists():
+            row["status"] = "missing"
+        if record.source in failures:
+            row["status"], row["reason"] = "failed", failures[record.source][0]
+            row["failed_at"] = failures[record.source][1]
+        rows.append(row)
+    known = {r.source for r in records}
+    for source, (reason, failed_at) in failures.items():
+        if source not in known:
+            empty = {"format": "", "chunks": 0, "messages": 0, "ingested_at": "", "sha256": "", "redacted": False}
+            rows.append({"source": source, **empty, "status": "failed", "reason": reason, "failed_at": failed_at})
+    return sorted(rows, key=lambda row: str(row["source"]))
 
 
 @app.command("forget")

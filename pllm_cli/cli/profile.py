@@ -27,7 +27,8 @@ def build(
     profile = build_profile(
         app_ctx.retriever,
         app_ctx.model,
-        name=app_ctx.config.me,
+        name=app_ctx.config.display_name,
+        me=app_ctx.config.me_names,
         chat_chunks=(c for c in app_ctx.store.index.iter_chunks() if c.kind == "chat"),
         on_progress=on_progress,
     )

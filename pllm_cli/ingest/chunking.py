@@ -7,7 +7,7 @@ turns of one conversation, each line keeping its time and speaker, and a window 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from datetime import datetime, timedelta
 
 from pllm_cli.ingest.document import Document, Message, Section
@@ -130,7 +130,15 @@ def _section_chunks(document: Document, section: Section, position: int) -> Iter
         )
 
 
-def chunk_document(document: Document) -> list[Chunk]:
+def is_from_user(message: Message, me: Collection[str]) -> bool:
+    """The source's word if it has one (ChatGPT/Claude roles), else whether the speaker is one of the user's names."""
+    if message.from_user is not None:
+        return message.from_user
+    return message.speaker.strip().casefold() in {name.casefold() for name in me}
+
+
+def chunk_document(document: Document, me: Collection[str] = ()) -> list[Chunk]:
+    """Chunks of `document`; `me` holds the user's names, so that chat chunks record which messages are theirs."""
     chunks: list[Chunk] = []
     for section in document.sections:
         chunks.extend(_section_chunks(document, section, len(chunks)))
@@ -148,6 +156,7 @@ def chunk_document(document: Document) -> list[Chunk]:
                 conversation=window[0].conversation,
                 speakers=tuple(dict.fromkeys(m.speaker for m in window)),
                 message_ids=tuple(m.id for m in window),
+                user_message_ids=tuple(m.id for m in window if is_from_user(m, me)),
                 start_time=window[0].time,
                 end_time=window[-1].time,
             )

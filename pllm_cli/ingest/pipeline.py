@@ -11,7 +11,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -19,12 +19,14 @@ from typing import Any, Literal
 from pllm_cli.embedding import Embedder
 from pllm_cli.errors import ExitCode, PllmError
 from pllm_cli.ingest.chunking import chunk_document
+from pllm_cli.ingest.document import Document
 from pllm_cli.ingest.readers import is_supported, read_document
 from pllm_cli.memory.records import SourceRecord
 from pllm_cli.memory.store import MemoryStore
 
-Status = Literal["added", "updated", "unchanged", "failed", "pruned"]
+Status = Literal["added", "updated", "moved", "unchanged", "failed", "pruned"]
 MAX_FILE_BYTES = 512 * 1024 * 1024
+IGNORE_FILE = ".pllmignore"
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class IngestReport:
         return [f for f in self.files if f.status == "failed"]
 
     def to_dict(self) -> dict[str, Any]:
-        statuses: tuple[Status, ...] = ("added", "updated", "unchanged", "failed", "pruned")
+        statuses: tuple[Status, ...] = ("added", "updated", "moved", "unchanged", "failed", "pruned")
         return {
             "summary": {s: self.count(s) for s in statuses},
             "chunks_written": self.chunks_written,
@@ -90,17 +92,57 @@ def discover_files(paths: Sequence[Path], exclude: Sequence[str] = ()) -> Iterat
         elif path.is_file():
             yield path, ""
         else:
+            ignores = IgnoreFiles()
             for dirpath, dirnames, filenames in os.walk(path):
                 current = Path(dirpath)
+                ignores.enter(current)
                 dirnames[:] = sorted(
-                    d for d in dirnames if not d.startswith(".") and not _excluded(current / d, path, exclude)
+                    d
+                    for d in dirnames
+                    if not d.startswith(".")
+                    and not _excluded(current / d, path, exclude)
+                    and not ignores.ignored(current / d, is_dir=True)
                 )
                 for name in sorted(filenames):
                     candidate = current / name
                     if name.startswith(".") or not is_supported(candidate):
                         continue
-                    if not _excluded(candidate, path, exclude):
+                    if not _excluded(candidate, path, exclude) and not ignores.ignored(candidate):
                         yield candidate, ""
+
+
+class IgnoreFiles:
+    """The `.pllmignore` files (gitignore syntax) met while walking a folder; each applies below its folder."""
+
+    def __init__(self) -> None:
+        self.specs: list[tuple[Path, Any]] = []
+
+    def enter(self, folder: Path) -> None:
+        ignore_file = folder / IGNORE_FILE
+        if ignore_file.is_file():
+            import pathspec
+
+            lines = ignore_file.read_text(encoding="utf-8", errors="replace").splitlines()
+            self.specs.append((folder, pathspec.GitIgnoreSpec.from_lines(lines)))
+
+    def ignored(self, path: Path, is_dir: bool = False) -> bool:
+        for base, spec in self.specs:
+            if path.is_relative_to(base):
+                relative = path.relative_to(base).as_posix() + ("/" if is_dir else "")
+                if spec.match_file(relative):
+                    return True
+        return False
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    me: tuple[str, ...] = ()  # the user's names: their chat messages are marked as theirs
+    redact: bool = False  # mask e-mail addresses, phone/card/IBAN numbers and secrets before storing
+
+    def content_key(self, data: bytes) -> str:
+        """What "unchanged" compares: the bytes, and whether they were redacted (so toggling --redact re-ingests)."""
+        digest = hashlib.sha256(data).hexdigest()
+        return digest + "+redact" if self.redact else digest
 
 
 def ingest_paths(
@@ -110,6 +152,7 @@ def ingest_paths(
     *,
     exclude: Sequence[str] = (),
     prune: bool = False,
+    options: IngestOptions | None = None,
     on_event: Callable[[IngestEvent], None] | None = None,
 ) -> IngestReport:
     started = time.perf_counter()
@@ -121,8 +164,10 @@ def ingest_paths(
         result = (
             FileResult(str(path), "failed", reason=problem, hint="check the path")
             if problem
-            else ingest_file(path, store, embedder)
+            else ingest_file(path, store, embedder, options or IngestOptions())
         )
+        if result.status == "failed":
+            store.record_failure(result.path, result.reason)
         report.files.append(result)
         emit(IngestEvent("file", result=result))
     if prune:
@@ -134,7 +179,7 @@ def ingest_paths(
     return report
 
 
-def ingest_file(path: Path, store: MemoryStore, embedder: Embedder) -> FileResult:
+def ingest_file(path: Path, store: MemoryStore, embedder: Embedder, options: IngestOptions) -> FileResult:
     """Ingest one file; expected failures come back as a failed FileResult, never as an exception."""
     source = str(path)
     try:
@@ -143,17 +188,26 @@ def ingest_file(path: Path, store: MemoryStore, embedder: Embedder) -> FileResul
         data = path.read_bytes()
     except OSError as exc:
         return FileResult(source, "failed", reason=exc.strerror or str(exc), hint="check the file's permissions")
-    sha256 = hashlib.sha256(data).hexdigest()
+    key = options.content_key(data)
     previous = store.source(source)
-    if previous is not None and previous.sha256 == sha256:
+    if previous is not None and previous.sha256 == key:
         return FileResult(source, "unchanged", previous.format, previous.chunks)
+    if previous is None:
+        moved_from = next(
+            (r for r in store.sources_with_key(key) if r.source != source and not Path(r.source).exists()), None
+        )
+        if moved_from is not None:  # renamed or moved: same content, nothing to embed again
+            store.rename_source(moved_from.source, source)
+            return FileResult(source, "moved", moved_from.format, moved_from.chunks, reason=f"from {moved_from.source}")
     try:
         document = read_document(path, data)
-        chunks = chunk_document(document)
-        vectors = embedder.embed([c.embedding_text for c in chunks])
+        if options.redact:
+            document = redact_document(document)
+        chunks = chunk_document(document, options.me)
+        vectors = embed_in_batches(embedder, [c.embedding_text for c in chunks])
         record = SourceRecord(
             source=source,
-            sha256=sha256,
+            sha256=key,
             format=document.format,
             chunks=len(chunks),
             messages=len(document.messages),
@@ -165,3 +219,25 @@ def ingest_file(path: Path, store: MemoryStore, embedder: Embedder) -> FileResul
             raise  # a broken model or store is not a problem of this file
         return FileResult(source, "failed", reason=exc.message, hint=exc.hint or "")
     return FileResult(source, "updated" if previous else "added", document.format, len(chunks))
+
+
+EMBED_BATCH = 512
+
+
+def embed_in_batches(embedder: Embedder, texts: Sequence[str]) -> list[Sequence[float]]:
+    """Embeddings of `texts`, computed a batch at a time so a large export never holds all its tensors at once."""
+    vectors: list[Sequence[float]] = []
+    for start in range(0, len(texts), EMBED_BATCH):
+        vectors.extend(embedder.embed(texts[start : start + EMBED_BATCH]))
+    return vectors
+
+
+def redact_document(document: Document) -> Document:
+    from pllm_cli.ingest.redact import redact
+
+    return replace(
+        document,
+        title=redact(document.title)[0],
+        sections=[replace(s, heading=redact(s.heading)[0], text=redact(s.text)[0]) for s in document.sections],
+        messages=[replace(m, text=redact(m.text)[0]) for m in document.messages],
+    )

@@ -28,6 +28,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     id TEXT PRIMARY KEY, source TEXT NOT NULL, position INTEGER NOT NULL, text TEXT NOT NULL, meta TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_by_source ON chunks (source, position);
+CREATE INDEX IF NOT EXISTS sources_by_sha ON sources (sha256);
+CREATE TABLE IF NOT EXISTS failures (source TEXT PRIMARY KEY, reason TEXT NOT NULL, failed_at TEXT NOT NULL);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
     id UNINDEXED, text, tokenize = 'porter unicode61 remove_diacritics 2'
 );
@@ -70,6 +72,22 @@ class ChunkIndex:
     def sources(self) -> list[SourceRecord]:
         return [SourceRecord(*row) for row in self.db.execute("SELECT * FROM sources ORDER BY source")]
 
+    def sources_with_key(self, sha256: str) -> list[SourceRecord]:
+        return [SourceRecord(*row) for row in self.db.execute("SELECT * FROM sources WHERE sha256 = ?", (sha256,))]
+
+    def record_failure(self, source: str, reason: str, failed_at: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?)", (source, reason, failed_at))
+
+    def failures(self) -> dict[str, tuple[str, str]]:
+        """source -> (reason, time) of the files whose last ingest failed."""
+        return {row[0]: (row[1], row[2]) for row in self.db.execute("SELECT * FROM failures ORDER BY source")}
+
+    def rename_source(self, old: str, new: str) -> None:
+        with self._transaction():
+            self.db.execute("UPDATE chunks SET source = ? WHERE source = ?", (new, old))
+            self.db.execute("UPDATE sources SET source = ? WHERE source = ?", (new, old))
+            self.db.execute("DELETE FROM failures WHERE source = ?", (new,))
+
     def chunk_ids(self, source: str) -> list[str]:
         return [row[0] for row in self.db.execute("SELECT id FROM chunks WHERE source = ?", (source,))]
 
@@ -92,11 +110,13 @@ class ChunkIndex:
                     record.ingested_at,
                 ),
             )
+            self.db.execute("DELETE FROM failures WHERE source = ?", (record.source,))
 
     def remove_source(self, source: str) -> int:
         with self._transaction():
             removed = self._delete_chunks(source)
             self.db.execute("DELETE FROM sources WHERE source = ?", (source,))
+            self.db.execute("DELETE FROM failures WHERE source = ?", (source,))
         return removed
 
     def _delete_chunks(self, source: str) -> int:

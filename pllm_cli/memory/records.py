@@ -21,6 +21,7 @@ class Chunk:
     conversation: str = ""
     speakers: tuple[str, ...] = ()
     message_ids: tuple[str, ...] = ()
+    user_message_ids: tuple[str, ...] = ()  # the messages of this chunk the user wrote
     start_time: str = ""
     end_time: str = ""
 
@@ -41,6 +42,7 @@ class Chunk:
         data = asdict(self)
         data["speakers"] = list(self.speakers)
         data["message_ids"] = list(self.message_ids)
+        data["user_message_ids"] = list(self.user_message_ids)
         return data
 
     @classmethod
@@ -48,6 +50,7 @@ class Chunk:
         values = dict(data)
         values["speakers"] = tuple(values.get("speakers", ()))
         values["message_ids"] = tuple(values.get("message_ids", ()))
+        values["user_message_ids"] = tuple(values.get("user_message_ids", ()))
         return cls(**values)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, Protocol, cast
@@ -32,6 +33,9 @@ class MemoryStore(Protocol):
         self, record: SourceRecord, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]
     ) -> None: ...
     def remove_source(self, source: str) -> int: ...
+    def rename_source(self, old: str, new: str) -> None: ...
+    def sources_with_key(self, sha256: str) -> list[SourceRecord]: ...
+    def record_failure(self, source: str, reason: str) -> None: ...
     def search(self, vector: Sequence[float], text: str, k: int, mode: SearchMode = "hybrid") -> list[Hit]: ...
 
 
@@ -111,6 +115,20 @@ class ChromaStore:
     def remove_source(self, source: str) -> int:
         self.collection.delete(where={"source": source})
         return self.index.remove_source(source)
+
+    def rename_source(self, old: str, new: str) -> None:
+        """Point a source's chunks at a new path (a renamed or moved file): no embedding again."""
+        ids = self.index.chunk_ids(old)
+        for start in range(0, len(ids), 1000):
+            batch = ids[start : start + 1000]
+            self.collection.update(ids=batch, metadatas=[{"source": new}] * len(batch))
+        self.index.rename_source(old, new)
+
+    def sources_with_key(self, sha256: str) -> list[SourceRecord]:
+        return self.index.sources_with_key(sha256)
+
+    def record_failure(self, source: str, reason: str) -> None:
+        self.index.record_failure(source, reason, datetime.now(UTC).isoformat(timespec="seconds"))
 
     def _check_dimension(self, vectors: Sequence[Sequence[float]]) -> None:
         if not vectors:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +22,7 @@ from pllm_cli.embedding import Embedder
 from pllm_cli.memory.records import Chunk, Hit
 from pllm_cli.memory.retrieval import Retriever
 from pllm_cli.profile.document import Profile
-from pllm_cli.profile.style import messages_by, writing_style
+from pllm_cli.profile.style import messages_by, user_speakers, writing_style
 from pllm_cli.runtime import ChatMessage, ChatModel
 
 
@@ -65,20 +65,22 @@ class BuildProgress:
     total: int
 
 
-def own_statements(chunk: Chunk, me: str) -> list[Statement]:
+def own_statements(chunk: Chunk, me: str | Collection[str]) -> list[Statement]:
     """First-person sentences the user wrote: their chat turns, and their notes (mail only when from them)."""
     source = Path(chunk.source).name
     lines: list[str] = []
+    names = [me] if isinstance(me, str) else list(me)
     if chunk.kind == "chat":
+        speakers = user_speakers(chunk, names)
         for line in chunk.text.splitlines():
             match = _TURN.match(line)
-            if match and me and match["speaker"].strip().casefold() == me.casefold():
+            if match and match["speaker"].strip().casefold() in speakers:
                 lines.append(match["text"])
     else:
         body = chunk.text.split("\n\n", 1)[-1] if chunk.heading else chunk.text
         if chunk.heading.startswith("Email from "):
             sender = chunk.heading.removeprefix("Email from ").split(" to ", 1)[0]
-            if not me or me.casefold() not in sender.casefold():
+            if not any(name and name.casefold() in sender.casefold() for name in names):
                 return []
         lines = [body]
     sentences = (s.strip(" -*•\t") for line in lines for s in _SENTENCE.split(line))
@@ -122,7 +124,9 @@ def _summary_prompt(aspect: Aspect, statements: Sequence[Statement], name: str) 
     ]
 
 
-def build_section(aspect: Aspect, hits: Sequence[Hit], model: ChatModel, embedder: Embedder, name: str, me: str) -> str:
+def build_section(
+    aspect: Aspect, hits: Sequence[Hit], model: ChatModel, embedder: Embedder, name: str, me: Collection[str]
+) -> str:
     statements = [s for hit in hits for s in own_statements(hit.chunk, me)]
     chosen = _rank(statements, aspect.query, embedder)[:STATEMENTS_PER_ASPECT]
     if not chosen:
@@ -141,9 +145,14 @@ def build_profile(
     *,
     name: str,
     chat_chunks: Iterable[Chunk],
+    me: Collection[str] = (),
     on_progress: Callable[[BuildProgress], None] | None = None,
 ) -> Profile:
-    """A fresh profile from memory; greedy decoding, so a rebuild of the same memory is the same."""
+    """A fresh profile from memory; greedy decoding, so a rebuild of the same memory is the same.
+
+    `name` is how the profile calls the user; `me` all the names they write under (default: `name`).
+    """
+    me = tuple(me) or ((name,) if name else ())
     retriever.require_memories()
     started = time.perf_counter()
     who = name or "the user"
@@ -152,9 +161,9 @@ def build_profile(
         if on_progress:
             on_progress(BuildProgress(aspect.name, done, len(ASPECTS)))
         hits = retriever.search(aspect.query, HITS_PER_ASPECT)
-        sections[aspect.name] = build_section(aspect, hits, model, retriever.embedder, who, name)
-    if name:
-        style = writing_style(messages_by(chat_chunks, name)).describe()
+        sections[aspect.name] = build_section(aspect, hits, model, retriever.embedder, who, me)
+    if me:
+        style = writing_style(messages_by(chat_chunks, me)).describe()
         sections["Writing style"] = style or f"No chat messages by {name!r} in memory yet."
     else:
         sections["Writing style"] = "Unknown: tell pllm your chat name with `pllm config set me NAME`."

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import statistics
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from pllm_cli.memory.records import Chunk
@@ -15,18 +15,27 @@ _EMOJI = re.compile("[\U0001f300-\U0001faff\u2600-\u27bf]")
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 
 
-def messages_by(chunks: Iterable[Chunk], speaker: str) -> list[str]:
-    """The texts `speaker` wrote, recovered from chat chunks (continuation lines join their message)."""
-    wanted = speaker.casefold()
+def user_speakers(chunk: Chunk, names: str | Collection[str]) -> set[str]:
+    """The casefolded speaker names under which the user appears in `chunk`: their names, plus "user" where
+    the source marked the user's own messages (the `user` role of ChatGPT and Claude exports)."""
+    wanted = {names.casefold()} if isinstance(names, str) else {n.casefold() for n in names}
+    if chunk.user_message_ids:
+        wanted.add("user")
+    return {w for w in wanted if w}
+
+
+def messages_by(chunks: Iterable[Chunk], names: str | Collection[str]) -> list[str]:
+    """The texts the user (any of `names`) wrote, recovered from chat chunks (continuation lines join)."""
     texts: list[str] = []
     for chunk in chunks:
         if chunk.kind != "chat":
             continue
+        wanted = user_speakers(chunk, names)
         current: list[str] | None = None
         for line in chunk.text.splitlines():
             match = _TURN.match(line)
             if match:
-                current = [match["text"]] if match["speaker"].strip().casefold() == wanted else None
+                current = [match["text"]] if match["speaker"].strip().casefold() in wanted else None
                 if current is not None:
                     texts.append("")
             if current is not None:
