@@ -26,7 +26,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from common import OtherLoad, clean_env, pllm_command  # noqa: E402  (bench/ is on sys.path when a script here runs)
+from common import OtherLoad, clean_env, measured, pllm_command  # noqa: E402  (bench/ is on sys.path when a script here runs)
 
 from pllm_cli.runtime import bundled_model_path  # noqa: E402
 
@@ -58,21 +58,6 @@ print(json.dumps({
     "generated": count, "first_token_s": first - begun, "generate_s": done - begun, "total_s": done - started,
 }))
 """
-
-
-def measured(command: list[str], env: dict[str, str]) -> tuple[str, float, float]:
-    """Run `command`; (stdout, wall seconds, peak RSS in MB of that process alone, from os.wait4)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        if process.returncode != 0:
-            raise SystemExit(f"{' '.join(command)} exited {process.returncode}:\n{err.read().decode().strip()}")
-        return out.read().decode(), wall, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
 
 
 def log(message: str) -> None:

@@ -22,7 +22,7 @@ class Embedder(Protocol):
     @property
     def dimension(self) -> int: ...
 
-    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+    def embed(self, texts: Sequence[str]) -> list[Sequence[float]]: ...
 
 
 def bundled_embedding_path() -> Path:
@@ -74,7 +74,8 @@ class SentenceTransformerEmbedder:
     def dimension(self) -> int:
         return int(self.model.get_sentence_embedding_dimension())
 
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+    def embed(self, texts: Sequence[str]) -> list[Sequence[float]]:
+        """Unit vectors, one float32 row per text (rows, not Python lists: 4 bytes a number, not 24+)."""
         if not texts:
             return []
         vectors = self.model.encode(
@@ -84,4 +85,4 @@ class SentenceTransformerEmbedder:
             show_progress_bar=False,
             convert_to_numpy=True,
         )
-        return [list(map(float, row)) for row in vectors]
+        return list(vectors)

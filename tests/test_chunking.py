@@ -115,7 +115,7 @@ def test_chat_window_splits_at_a_long_pause() -> None:
     assert [[m.id for m in w] for w in windows] == [["m0001", "m0002"], ["m0003", "m0004"]]
 
 
-def test_chat_window_splits_at_a_conversation_change() -> None:
+def test_chat_windows_hold_one_conversation_even_when_the_file_interleaves() -> None:
     messages = [
         message(1, "2026-02-01T08:00:00+01:00", conversation="family"),
         message(2, "2026-02-01T08:01:00+01:00", conversation="maya-jonas"),
@@ -123,8 +123,8 @@ def test_chat_window_splits_at_a_conversation_change() -> None:
         message(4, "2026-02-01T08:03:00+01:00", conversation="family"),
     ]
     chunks = chunk_document(chat_document(messages))
-    assert [c.message_ids for c in chunks] == [("m0001",), ("m0002", "m0003"), ("m0004",)]
-    assert [c.conversation for c in chunks] == ["family", "maya-jonas", "family"]
+    assert [c.message_ids for c in chunks] == [("m0001", "m0004"), ("m0002", "m0003")]
+    assert [c.conversation for c in chunks] == ["family", "maya-jonas"]
 
 
 def test_chat_window_size_limits_and_empty_messages() -> None:
@@ -142,7 +142,10 @@ def test_example_chat_chunks_cover_every_message_once() -> None:
     document = read_document(path, path.read_bytes())
     chunks = chunk_document(document)
     ids = [i for c in chunks for i in c.message_ids]
-    assert ids == [m.id for m in document.messages]
+    assert sorted(ids) == sorted(m.id for m in document.messages) and len(ids) == len(set(ids))
+    for conversation in {m.conversation for m in document.messages}:  # file order kept within a conversation
+        in_chunks = [i for c in chunks if c.conversation == conversation for i in c.message_ids]
+        assert in_chunks == [m.id for m in document.messages if m.conversation == conversation]
     for chunk in chunks:
         assert len(chunk.message_ids) <= CHAT_CHUNK_TURNS
         assert chunk.text.startswith("[2026-")

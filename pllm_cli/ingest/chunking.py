@@ -130,6 +130,15 @@ def _section_chunks(document: Document, section: Section, position: int) -> Iter
         )
 
 
+def by_conversation(messages: Iterable[Message]) -> list[Message]:
+    """Messages grouped by conversation (in order of first appearance), file order kept within each:
+    an export that interleaves chats still gets windows of one conversation's consecutive turns."""
+    groups: dict[str, list[Message]] = {}
+    for message in messages:
+        groups.setdefault(message.conversation, []).append(message)
+    return [message for group in groups.values() for message in group]
+
+
 def is_from_user(message: Message, me: Collection[str]) -> bool:
     """The source's word if it has one (ChatGPT/Claude roles), else whether the speaker is one of the user's names."""
     if message.from_user is not None:
@@ -142,7 +151,7 @@ def chunk_document(document: Document, me: Collection[str] = ()) -> list[Chunk]:
     chunks: list[Chunk] = []
     for section in document.sections:
         chunks.extend(_section_chunks(document, section, len(chunks)))
-    for window in chat_windows(document.messages):
+    for window in chat_windows(by_conversation(document.messages)):
         text = "\n".join(format_turn(m) for m in window)
         position = len(chunks)
         chunks.append(

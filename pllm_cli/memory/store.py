@@ -101,13 +101,15 @@ class ChromaStore:
     # writing ------------------------------------------------------------------------------------
     def replace_source(self, record: SourceRecord, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
         """Swap a source's chunks for new ones. Vectors first, the SQLite record last (see index.py)."""
+        import numpy
+
         self._check_dimension(vectors)
         self.collection.delete(where={"source": record.source})
         for start in range(0, len(chunks), 1000):
             batch = chunks[start : start + 1000]
             self.collection.upsert(
                 ids=[c.id for c in batch],
-                embeddings=[list(v) for v in vectors[start : start + 1000]],
+                embeddings=numpy.asarray(vectors[start : start + 1000], dtype=numpy.float32),
                 metadatas=[{"source": c.source} for c in batch],
             )
         self.index.replace_source(record, chunks)
