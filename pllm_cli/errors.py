@@ -37,6 +37,10 @@ class InputError(PllmError):
     exit_code = ExitCode.INPUT
 
 
+class NotAnExportError(InputError):
+    """A .json or .zip file that is not a chat export pllm knows: skipped, not failed, in a folder walk."""
+
+
 class NotFoundError(PllmError):
     exit_code = ExitCode.NOT_FOUND
 

@@ -90,3 +90,22 @@ def test_the_users_own_messages_are_marked_by_any_of_their_names(
     [chunk] = list(store.index.iter_chunks())
     assert chunk.message_ids == ("m0", "m1", "m2", "m3")
     assert chunk.user_message_ids == ("m0", "m2")
+
+
+def test_exports_are_recognised_by_content_in_a_folder(tmp_path: Path, store: Any, fake_embedder: Any) -> None:
+    import shutil
+
+    folder = tmp_path / "downloads"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "exports", folder)
+    (folder / "package.json").write_text('{"name": "not-a-chat", "version": "1.0.0"}', encoding="utf-8")
+    (folder / "notes.txt").write_text("Plain note: buy oat milk.\n", encoding="utf-8")
+    report = ingest_paths([folder], store, fake_embedder, options=IngestOptions(me=("Maya",)))
+    status = {Path(f.path).name: (f.status, f.format) for f in report.files}
+    assert status["package.json"][0] == "skipped" and not report.failed
+    assert status["notes.txt"] == ("added", "text")
+    assert status["chatgpt_export.zip"] == ("added", "chatgpt")
+    assert status["claude_conversations.json"] == ("added", "claude")
+    assert status["telegram_result.json"] == ("added", "telegram")
+    assert status["WhatsApp Chat - Noa.zip"] == ("added", "whatsapp")
+    chatgpt = [c for c in store.index.iter_chunks() if c.source.endswith("chatgpt_export.zip")]
+    assert any(c.user_message_ids for c in chatgpt)  # the `user` role is the user, whatever `me` says

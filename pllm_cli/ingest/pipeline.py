@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pllm_cli.embedding import Embedder
-from pllm_cli.errors import ExitCode, PllmError
+from pllm_cli.errors import ExitCode, NotAnExportError, PllmError
 from pllm_cli.ingest.chunking import chunk_document
 from pllm_cli.ingest.document import Document
 from pllm_cli.ingest.readers import is_supported, read_document
 from pllm_cli.memory.records import SourceRecord
 from pllm_cli.memory.store import MemoryStore
 
-Status = Literal["added", "updated", "moved", "unchanged", "failed", "pruned"]
+Status = Literal["added", "updated", "moved", "unchanged", "skipped", "failed", "pruned"]
 MAX_FILE_BYTES = 512 * 1024 * 1024
 IGNORE_FILE = ".pllmignore"
 
@@ -56,7 +56,7 @@ class IngestReport:
         return [f for f in self.files if f.status == "failed"]
 
     def to_dict(self) -> dict[str, Any]:
-        statuses: tuple[Status, ...] = ("added", "updated", "moved", "unchanged", "failed", "pruned")
+        statuses: tuple[Status, ...] = ("added", "updated", "moved", "unchanged", "skipped", "failed", "pruned")
         return {
             "summary": {s: self.count(s) for s in statuses},
             "chunks_written": self.chunks_written,
@@ -214,6 +214,8 @@ def ingest_file(path: Path, store: MemoryStore, embedder: Embedder, options: Ing
             ingested_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         store.replace_source(record, chunks, vectors)
+    except NotAnExportError as exc:  # some other program's .json or .zip among the user's files
+        return FileResult(source, "skipped", reason=exc.message)
     except PllmError as exc:
         if exc.exit_code != ExitCode.INPUT:
             raise  # a broken model or store is not a problem of this file

@@ -1,18 +1,20 @@
-"""One reader per format; `read_document` picks it by file suffix."""
+"""One reader per format. `read_document` first looks at the content for the chat exports of other services
+(ChatGPT, Claude, WhatsApp, Telegram: a .zip as downloaded, their JSON, a WhatsApp .txt), then picks a reader
+by file suffix."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
-from pllm_cli.errors import InputError, PllmError
+from pllm_cli.errors import InputError, NotAnExportError, PllmError
 from pllm_cli.ingest.document import Document
 
 Reader = Callable[[Path, bytes], Document]
 
 
 def _readers() -> dict[str, tuple[str, Reader]]:
-    from pllm_cli.ingest.readers import chat_jsonl, html, mail, markdown, pdf
+    from pllm_cli.ingest.readers import chat_jsonl, docx, html, mail, markdown, pdf
 
     return {
         ".md": ("markdown", markdown.read_markdown),
@@ -24,10 +26,14 @@ def _readers() -> dict[str, tuple[str, Reader]]:
         ".eml": ("email", mail.read_eml),
         ".mbox": ("mbox", mail.read_mbox),
         ".jsonl": ("chat-jsonl", chat_jsonl.read_chat_jsonl),
+        ".docx": ("docx", docx.read_docx),
     }
 
 
-SUPPORTED_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".eml", ".mbox", ".jsonl")
+SUPPORTED_SUFFIXES = (
+    ".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".eml", ".mbox", ".jsonl", ".docx", ".json", ".zip",
+)  # fmt: skip
+SNIFFED_SUFFIXES = (".txt", ".json", ".zip", "")  # where the content may be another service's chat export
 
 
 def is_supported(path: Path) -> bool:
@@ -35,8 +41,18 @@ def is_supported(path: Path) -> bool:
 
 
 def read_document(path: Path, data: bytes) -> Document:
-    """Parse `data` (the bytes of `path`) with the reader for its suffix."""
-    entry = _readers().get(path.suffix.lower())
+    """Parse `data` (the bytes of `path`): a recognised chat export by its content, else by suffix."""
+    suffix = path.suffix.lower()
+    entry = _readers().get(suffix)
+    if suffix in SNIFFED_SUFFIXES:
+        from pllm_cli.ingest.readers.exports import sniff
+
+        entry = sniff(path, data) or entry
+        if entry is None:
+            raise NotAnExportError(
+                f"{path.name}: not a chat export pllm knows",
+                hint="pllm reads ChatGPT, Claude, WhatsApp and Telegram exports; see docs/formats.md",
+            )
     if entry is None:
         raise InputError(
             f"{path.name}: unsupported file type {path.suffix or '(none)'!r}",
