@@ -57,7 +57,8 @@ def test_first_ingest_adds_every_supported_file(notes: Path, store: ChromaStore,
     assert events[0] == IngestEvent("planned", total=3)
     assert [e.kind for e in events[1:]] == ["file"] * 3
     data = report.to_dict()
-    assert data["summary"] == {"added": 3, "updated": 0, "moved": 0, "unchanged": 0, "skipped": 0, "failed": 0, "pruned": 0}
+    summary = {"added": 3, "updated": 0, "moved": 0, "unchanged": 0, "skipped": 0, "failed": 0, "pruned": 0}
+    assert data["summary"] == summary
     assert store.source(str(notes / "chat.jsonl")).messages == 3  # type: ignore[union-attr]
 
 
