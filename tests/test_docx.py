@@ -114,23 +114,23 @@ TRIP_BODY = (
     # runs split mid-word, proofing marks and bookmarks between them, a tab and a line break
     + '<w:p><w:r><w:rPr><w:b/></w:rPr><w:t>Vi å</w:t></w:r><w:proofErr w:type="spellStart"/>'
     '<w:bookmarkStart w:id="0" w:name="_GoBack"/><w:r><w:t xml:space="preserve">ker på fredag. </w:t></w:r>'
-    "<w:bookmarkEnd w:id=\"0\"/><w:proofErr w:type=\"spellEnd\"/><w:r><w:t>Tid:</w:t></w:r><w:r><w:tab/>"
+    '<w:bookmarkEnd w:id="0"/><w:proofErr w:type="spellEnd"/><w:r><w:t>Tid:</w:t></w:r><w:r><w:tab/>'
     "<w:t>07:40</w:t></w:r><w:r><w:br/><w:t>Spår 3</w:t></w:r></w:p>"
     + para("Packlista", "Heading1")
     + item("Tandborste")
     + item("Handduk 🏖️")
     + item("Blå handduk", level=1)
     + para("Budget", "Heading2")
-    + "<w:tbl><w:tblPr><w:tblStyle w:val=\"TableGrid\"/><w:tblW w:w=\"0\" w:type=\"auto\"/></w:tblPr>"
+    + '<w:tbl><w:tblPr><w:tblStyle w:val="TableGrid"/><w:tblW w:w="0" w:type="auto"/></w:tblPr>'
     '<w:tblGrid><w:gridCol w:w="4513"/><w:gridCol w:w="4513"/></w:tblGrid>'
     "<w:tr>" + cell("Post") + cell("Kostnad") + "</w:tr>"
     "<w:tr>" + cell("Tåg") + cell("1 800 kr") + "</w:tr>"
     "<w:tr>" + cell("Hotell") + cell("2 400 kr") + "</w:tr>"
     "</w:tbl>"
     + para("Arabiska fraser", "Heading1")
-    + '<w:p><w:pPr><w:bidi/></w:pPr><w:r><w:rPr><w:rtl/></w:rPr><w:t>مرحبا بالعالم</w:t></w:r></w:p>'
+    + "<w:p><w:pPr><w:bidi/></w:pPr><w:r><w:rPr><w:rtl/></w:rPr><w:t>مرحبا بالعالم</w:t></w:r></w:p>"
     + '<w:p><w:hyperlink r:id="rId9" w:history="1"><w:r><w:rPr><w:rStyle w:val="Hyperlink"/></w:rPr>'
-    "<w:t>Västtrafik</w:t></w:r></w:hyperlink><w:r><w:t xml:space=\"preserve\"> har tidtabellen.</w:t></w:r></w:p>"
+    '<w:t>Västtrafik</w:t></w:r></w:hyperlink><w:r><w:t xml:space="preserve"> har tidtabellen.</w:t></w:r></w:p>'
 )
 
 
@@ -208,7 +208,7 @@ def test_docx_skips_deleted_text_field_codes_and_textbox_fallback(tmp_path: Path
         '<a:graphicData uri="http://schemas.microsoft.com/office/word/2010/wordprocessingShape"><wps:wsp>'
         "<wps:txbx><w:txbxContent><w:p><w:r><w:t>Ruta</w:t></w:r></w:p></w:txbxContent></wps:txbx>"
         "</wps:wsp></a:graphicData></a:graphic></wp:anchor></w:drawing></mc:Choice>"
-        '<mc:Fallback><w:pict><v:shape><v:textbox><w:txbxContent><w:p><w:r><w:t>Ruta</w:t></w:r></w:p>'
+        "<mc:Fallback><w:pict><v:shape><v:textbox><w:txbxContent><w:p><w:r><w:t>Ruta</w:t></w:r></w:p>"
         "</w:txbxContent></v:textbox></v:shape></w:pict></mc:Fallback></mc:AlternateContent></w:r></w:p>"
     )
     body = (
@@ -229,13 +229,7 @@ def test_docx_skips_deleted_text_field_codes_and_textbox_fallback(tmp_path: Path
 
 
 def test_docx_text_that_looks_like_markdown_stays_text(tmp_path: Path) -> None:
-    body = (
-        para("Kod", "Heading1")
-        + para("# inte en rubrik")
-        + para("```")
-        + para("C#", "Heading2")
-        + para("Språket.")
-    )
+    body = para("Kod", "Heading1") + para("# inte en rubrik") + para("```") + para("C#", "Heading2") + para("Språket.")
     document = read_docx(tmp_path / "kod.docx", make_docx(body))
     by_heading = {s.heading: s.text for s in document.sections}
     assert by_heading["Kod"] == "# inte en rubrik\n\n\u200b```"
@@ -313,9 +307,7 @@ OLE_HEADER = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 504
         (make_docx("", document=f'<w:document xmlns:w="{W}"/>'), "has no document body", "complete"),
     ],
 )
-def test_docx_bad_input_is_an_input_error_naming_the_file(
-    tmp_path: Path, data: bytes, message: str, hint: str
-) -> None:
+def test_docx_bad_input_is_an_input_error_naming_the_file(tmp_path: Path, data: bytes, message: str, hint: str) -> None:
     with pytest.raises(InputError) as caught:
         read_docx(tmp_path / "brev.docx", data)
     assert caught.value.message.startswith("brev.docx: ")

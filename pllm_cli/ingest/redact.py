@@ -65,7 +65,7 @@ _ASSIGNMENT = re.compile(
     r"|[A-Za-z0-9]+[_-]secret|(?:auth|access|refresh|bearer|session|api)?[_-]?token"
     r"|password|passwd|passphrase|pwd|lösenord|private[_-]?key)"
     r"""["']?[ \t]*[:=][ \t]*)"""
-    rf"""(?:(["'])(?!{_PLACEHOLDER})[^"'\n]{{3,200}}\2|(?!{_PLACEHOLDER})[^\s"'`,;]{{3,}})"""
+    rf"""(?:(["'])(?!{_PLACEHOLDER})[^"'\n]{{3,200}}\2|(?!{_PLACEHOLDER})[^\s"'`,;&]{{3,}})"""
 )
 _ASSIGNMENT_HINT = re.compile(r"(?i)key|token|secret|passw|pwd|lösenord|bearer")
 
@@ -279,6 +279,9 @@ def redact(text: str) -> tuple[str, Counter[str]]:
             return "(" + _split_runs(candidate[1:], _phone_valid, PHONE, counts, "phone")
         return _split_runs(candidate, _phone_valid, PHONE, counts, "phone")
 
+    def numbers(part: str) -> str:
+        return _PHONE.sub(phone, _CARD.sub(lambda m: _split_runs(m.group(), _card_valid, CARD, counts, "card"), part))
+
     if "-----BEGIN" in text:
         text = _PRIVATE_KEY.sub(mask("secret"), text)
     text = _TOKEN.sub(mask("secret"), text)
@@ -289,8 +292,13 @@ def redact(text: str) -> tuple[str, Counter[str]]:
         text = _BEARER.sub(bearer, text)
     if "@" in text:
         text = _EMAIL.sub(mask("email"), text)
-    text = _IBAN.sub(lambda m: _split_runs(m.group(), iban_valid, IBAN, counts, "iban"), text)
-    text = _CARD.sub(lambda m: _split_runs(m.group(), _card_valid, CARD, counts, "card"), text)
-    text = _PHONE.sub(phone, text)
+    # an IBAN-shaped run is masked if it passes the check, and its digits are never read as a card or phone
+    pieces: list[str] = []
+    end = 0
+    for match in _IBAN.finditer(text):
+        pieces.append(numbers(text[end : match.start()]))
+        pieces.append(_split_runs(match.group(), iban_valid, IBAN, counts, "iban"))
+        end = match.end()
+    text = "".join(pieces) + numbers(text[end:]) if pieces else numbers(text)
     text = _RANDOM_RUN.sub(lambda m: _mask_random(m.group(), counts), text)
     return text, counts
