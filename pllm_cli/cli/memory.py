@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ import typer
 from pllm_cli.cli.console import err, out, print_json
 from pllm_cli.context import AppContext
 from pllm_cli.errors import InputError, NotFoundError
+from pllm_cli.ingest.pipeline import IngestOptions, forget_by_rule
+from pllm_cli.memory.forgetting import ForgetRule
 from pllm_cli.memory.records import Hit, SourceRecord
 from pllm_cli.memory.store import SEARCH_MODES
 
@@ -136,22 +139,56 @@ def source_statuses(records: list[SourceRecord], failures: dict[str, tuple[str, 
 @app.command("forget")
 def forget(
     ctx: typer.Context,
-    source: list[str] = typer.Argument(..., help="Source path(s) as listed by `pllm memory sources`."),
+    source: list[str] = typer.Argument(None, help="Source path(s) as listed by `pllm memory sources`."),
+    conversation: str | None = typer.Option(None, "--conversation", help="Forget one conversation (its id)."),
+    speaker: str | None = typer.Option(None, "--speaker", help="Forget every message by this speaker."),
+    before: str | None = typer.Option(None, "--before", help="Forget everything dated before DATE (YYYY-MM-DD)."),
     json_output: bool = typer.Option(False, "--json", help="JSON on stdout."),
 ) -> None:
-    """Remove sources and every chunk that came from them."""
+    """Remove whole sources, or a conversation, a speaker's messages or everything before a date.
+
+    --conversation, --speaker and --before are remembered: a later ingest of the same files keeps them out.
+    Affected sources are rebuilt from their files; a source whose file is gone loses the affected chunks whole.
+    """
     app_ctx: AppContext = ctx.obj
+    rules = [
+        *([ForgetRule("conversation", conversation)] if conversation else []),
+        *([ForgetRule("speaker", speaker)] if speaker else []),
+        *([ForgetRule.before(before)] if before else []),
+    ]
+    if not source and not rules:
+        raise InputError("nothing to forget", hint="give a SOURCE, or --conversation, --speaker or --before")
     store = app_ctx.store
     targets = []
-    for given in source:
+    for given in source or []:
         resolved = str(Path(given).expanduser().absolute())
         name = resolved if store.source(resolved) else given
         if store.source(name) is None:
             raise NotFoundError(f"no source {given!r} in memory", hint="see the list: pllm memory sources")
         targets.append(name)
     removed = {name: store.remove_source(name) for name in targets}
+    options = IngestOptions(me=app_ctx.config.me_names, redact=app_ctx.config.redact)
+    by_rule = {rule: forget_by_rule(rule, store, app_ctx.embedder, options) for rule in rules}
+    if removed and not rules:
+        store.index.compact()
     if json_output:
-        print_json({"forgotten": [{"source": s, "chunks": n} for s, n in removed.items()]})
+        print_json(
+            {
+                "forgotten": [{"source": s, "chunks": n} for s, n in removed.items()],
+                "rules": [
+                    {"kind": rule.kind, "value": rule.value, "sources": [asdict(r) for r in results]}
+                    for rule, results in by_rule.items()
+                ],
+            }
+        )
     elif not app_ctx.quiet:
         for name, count in removed.items():
             err().print(f"forgot {name} ({count} chunks)", markup=False)
+        for rule, results in by_rule.items():
+            messages = sum(r.messages_before - r.messages_after for r in results)
+            chunks = sum(r.chunks_before - r.chunks_after for r in results)
+            err().print(
+                f"forgot {rule.describe()}: {messages} messages, {chunks} chunks fewer in {len(results)} sources; "
+                "later ingests keep it out",
+                markup=False,
+            )

@@ -21,8 +21,9 @@ from pllm_cli.errors import ExitCode, NotAnExportError, PllmError
 from pllm_cli.ingest.chunking import chunk_document
 from pllm_cli.ingest.document import Document
 from pllm_cli.ingest.readers import is_supported, read_document
+from pllm_cli.memory.forgetting import ForgetRule, apply_rules
 from pllm_cli.memory.records import SourceRecord
-from pllm_cli.memory.store import MemoryStore
+from pllm_cli.memory.store import ChromaStore, MemoryStore
 
 Status = Literal["added", "updated", "moved", "unchanged", "skipped", "failed", "pruned"]
 MAX_FILE_BYTES = 512 * 1024 * 1024
@@ -179,8 +180,12 @@ def ingest_paths(
     return report
 
 
-def ingest_file(path: Path, store: MemoryStore, embedder: Embedder, options: IngestOptions) -> FileResult:
-    """Ingest one file; expected failures come back as a failed FileResult, never as an exception."""
+def ingest_file(
+    path: Path, store: MemoryStore, embedder: Embedder, options: IngestOptions, *, force: bool = False
+) -> FileResult:
+    """Ingest one file; expected failures come back as a failed FileResult, never as an exception.
+
+    `force` rebuilds it even when unchanged (after a new forget rule)."""
     source = str(path)
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
@@ -190,7 +195,7 @@ def ingest_file(path: Path, store: MemoryStore, embedder: Embedder, options: Ing
         return FileResult(source, "failed", reason=exc.strerror or str(exc), hint="check the file's permissions")
     key = options.content_key(data)
     previous = store.source(source)
-    if previous is not None and previous.sha256 == key:
+    if previous is not None and previous.sha256 == key and not force:
         return FileResult(source, "unchanged", previous.format, previous.chunks)
     if previous is None:
         moved_from = next(
@@ -201,6 +206,7 @@ def ingest_file(path: Path, store: MemoryStore, embedder: Embedder, options: Ing
             return FileResult(source, "moved", moved_from.format, moved_from.chunks, reason=f"from {moved_from.source}")
     try:
         document = read_document(path, data)
+        document = apply_rules(document, store.forget_rules())
         if options.redact:
             document = redact_document(document)
         chunks = chunk_document(document, options.me)
@@ -243,3 +249,41 @@ def redact_document(document: Document) -> Document:
         sections=[replace(s, heading=redact(s.heading)[0], text=redact(s.text)[0]) for s in document.sections],
         messages=[replace(m, text=redact(m.text)[0]) for m in document.messages],
     )
+
+
+@dataclass(frozen=True)
+class ForgetResult:
+    source: str
+    chunks_before: int
+    chunks_after: int
+    messages_before: int
+    messages_after: int
+    rebuilt: bool  # False: the file is gone, its affected chunks were dropped whole
+
+
+def forget_by_rule(
+    rule: ForgetRule, store: ChromaStore, embedder: Embedder, options: IngestOptions
+) -> list[ForgetResult]:
+    """Store `rule` (so later ingests keep to it) and apply it now to every source it touches."""
+    store.index.add_forget_rule(rule.kind, rule.value)
+    results = []
+    for source in store.index.sources_touched_by(rule.kind, rule.value):
+        before = store.source(source)
+        assert before is not None
+        path = Path(source)
+        rebuilt = path.exists() and ingest_file(path, store, embedder, options, force=True).status != "failed"
+        if not rebuilt:
+            store.remove_chunks(store.index.chunk_ids_touched_by(source, rule.kind, rule.value))
+        after = store.source(source)
+        results.append(
+            ForgetResult(
+                source,
+                before.chunks,
+                after.chunks if after else 0,
+                before.messages,
+                after.messages if after else 0,
+                rebuilt,
+            )
+        )
+    store.index.compact()
+    return results

@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE INDEX IF NOT EXISTS chunks_by_source ON chunks (source, position);
 CREATE INDEX IF NOT EXISTS sources_by_sha ON sources (sha256);
+CREATE TABLE IF NOT EXISTS forget_rules (kind TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (kind, value));
 CREATE TABLE IF NOT EXISTS failures (source TEXT PRIMARY KEY, reason TEXT NOT NULL, failed_at TEXT NOT NULL);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
     id UNINDEXED, text, tokenize = 'porter unicode61 remove_diacritics 2'
@@ -81,6 +82,56 @@ class ChunkIndex:
     def failures(self) -> dict[str, tuple[str, str]]:
         """source -> (reason, time) of the files whose last ingest failed."""
         return {row[0]: (row[1], row[2]) for row in self.db.execute("SELECT * FROM failures ORDER BY source")}
+
+    def add_forget_rule(self, kind: str, value: str) -> None:
+        self.db.execute("INSERT OR IGNORE INTO forget_rules VALUES (?, ?)", (kind, value))
+
+    def forget_rules(self) -> list[tuple[str, str]]:
+        return [(row[0], row[1]) for row in self.db.execute("SELECT kind, value FROM forget_rules ORDER BY kind")]
+
+    @staticmethod
+    def _rule_condition(kind: str) -> str:
+        return {
+            "conversation": "json_extract(meta, '$.conversation') = :v",
+            "speaker": "(EXISTS (SELECT 1 FROM json_each(meta, '$.speakers') WHERE lower(value) = lower(:v))"
+            " OR instr(lower(json_extract(meta, '$.heading')), lower(:v)) > 0)",
+            "before": "(json_extract(meta, '$.start_time') != ''"
+            " AND substr(json_extract(meta, '$.start_time'), 1, 10) < :v)",
+        }[kind]
+
+    def sources_touched_by(self, kind: str, value: str) -> list[str]:
+        """Sources holding chunks that a forget rule would change."""
+        condition = self._rule_condition(kind)
+        query = f"SELECT DISTINCT source FROM chunks WHERE {condition} ORDER BY source"
+        return [row[0] for row in self.db.execute(query, {"v": value})]
+
+    def chunk_ids_touched_by(self, source: str, kind: str, value: str) -> list[str]:
+        return [
+            row[0]
+            for row in self.db.execute(
+                "SELECT id FROM chunks WHERE source = :s AND id IN (SELECT id FROM chunks WHERE "
+                + self._rule_condition(kind)
+                + ")",
+                {"s": source, "v": value},
+            )
+        ]
+
+    def remove_chunks(self, ids: Sequence[str]) -> None:
+        """Drop single chunks (of a source whose file is gone), keeping the source's counts right."""
+        with self._transaction():
+            for chunk_id in ids:
+                row = self.db.execute("SELECT source FROM chunks WHERE id = ?", (chunk_id,)).fetchone()
+                self.db.execute("DELETE FROM chunks_fts WHERE id = ?", (chunk_id,))
+                self.db.execute("DELETE FROM chunks WHERE id = ?", (chunk_id,))
+                if row:
+                    self.db.execute("UPDATE sources SET chunks = chunks - 1 WHERE source = ?", (row[0],))
+
+    def compact(self) -> None:
+        """Leave no trace of deleted text in the file: fold the WAL back and rewrite free pages."""
+        self.db.execute("INSERT INTO chunks_fts (chunks_fts) VALUES ('optimize')")  # merge away deleted terms
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.db.execute("VACUUM")
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def rename_source(self, old: str, new: str) -> None:
         with self._transaction():

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, cast
 
 from pllm_cli.errors import StoreError
+from pllm_cli.memory.forgetting import ForgetRule
 from pllm_cli.memory.index import ChunkIndex
 from pllm_cli.memory.records import Chunk, Hit, SourceRecord
 from pllm_cli.paths import ensure_private_dir, make_tree_private
@@ -36,6 +37,7 @@ class MemoryStore(Protocol):
     def rename_source(self, old: str, new: str) -> None: ...
     def sources_with_key(self, sha256: str) -> list[SourceRecord]: ...
     def record_failure(self, source: str, reason: str) -> None: ...
+    def forget_rules(self) -> list[ForgetRule]: ...
     def search(self, vector: Sequence[float], text: str, k: int, mode: SearchMode = "hybrid") -> list[Hit]: ...
 
 
@@ -118,6 +120,11 @@ class ChromaStore:
         self.collection.delete(where={"source": source})
         return self.index.remove_source(source)
 
+    def remove_chunks(self, ids: Sequence[str]) -> None:
+        if ids:
+            self.collection.delete(ids=list(ids))
+            self.index.remove_chunks(ids)
+
     def rename_source(self, old: str, new: str) -> None:
         """Point a source's chunks at a new path (a renamed or moved file): no embedding again."""
         ids = self.index.chunk_ids(old)
@@ -128,6 +135,9 @@ class ChromaStore:
 
     def sources_with_key(self, sha256: str) -> list[SourceRecord]:
         return self.index.sources_with_key(sha256)
+
+    def forget_rules(self) -> list[ForgetRule]:
+        return [ForgetRule(kind, value) for kind, value in self.index.forget_rules()]  # type: ignore[arg-type]
 
     def record_failure(self, source: str, reason: str) -> None:
         self.index.record_failure(source, reason, datetime.now(UTC).isoformat(timespec="seconds"))
