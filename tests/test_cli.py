@@ -339,7 +339,7 @@ def test_memory_stats_sources_and_forget(run, ingested: Path) -> None:  # type: 
     assert sorted(s["source"] for s in sources) == [str(ingested / "elin.md"), str(ingested / "work.md")]
     forgot = run("memory", "forget", ingested / "elin.md", "--json")
     assert forgot.exit_code == 0
-    assert json.loads(forgot.stdout) == {"forgotten": [{"source": str(ingested / "elin.md"), "chunks": 1}]}
+    assert json.loads(forgot.stdout) == {"forgotten": [{"source": str(ingested / "elin.md"), "chunks": 1}], "rules": []}
     assert json.loads(run("memory", "stats", "--json").stdout)["chunks"] == 1
     result = run("memory", "search", "Hagi", "--json", "--mode", "lexical")
     assert all(not h["source"].endswith("elin.md") for h in json.loads(result.stdout)["hits"])
