@@ -125,9 +125,12 @@ class FakeEmbedder:
             values[0], norm = 1.0, 1.0
         return [v / norm for v in values]
 
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+    def embed(self, texts: Sequence[str]) -> list[Any]:
+        """float32 rows, like the real adapter: code that only works with Python lists fails here too."""
+        import numpy
+
         self.calls.append(list(texts))
-        return [self.vector(t) for t in texts]
+        return list(numpy.asarray([self.vector(t) for t in texts], dtype=numpy.float32).reshape(len(texts), -1))
 
 
 @dataclass

@@ -157,8 +157,12 @@ class ChromaStore:
         total = self.collection.count()
         if total == 0:
             return []
+        import numpy
+
         result = self.collection.query(
-            query_embeddings=[list(vector)], n_results=min(limit, total), include=["distances"]
+            query_embeddings=numpy.asarray([vector], dtype=numpy.float32),
+            n_results=min(limit, total),
+            include=["distances"],
         )
         return [(i, 1.0 - float(d)) for i, d in zip(result["ids"][0], result["distances"][0], strict=True)]
 
