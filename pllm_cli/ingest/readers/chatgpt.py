@@ -13,7 +13,7 @@ from typing import Any
 
 from pllm_cli.errors import InputError
 from pllm_cli.ingest.document import Document, Message
-from pllm_cli.ingest.readers.exports import find_members, is_zip, load_json, open_zip, read_member
+from pllm_cli.ingest.readers.exports import read_json_export
 
 SPEAKERS = {"user": "User", "assistant": "ChatGPT"}
 _TEXT_TYPES = ("text", "multimodal_text", "code")  # others are scaffolding: context, browsing, thoughts
@@ -141,10 +141,4 @@ def chatgpt_document(path: Path, parsed: Any) -> Document:
 
 def read_chatgpt(path: Path, data: bytes) -> Document:
     """The export .zip (its conversations.json is read) or conversations.json itself."""
-    if is_zip(data):
-        with open_zip(path, data) as archive:
-            members = find_members(archive, "conversations.json")
-            if not members:
-                raise InputError(f"{path.name}: no conversations.json in the archive", hint=_HINT)
-            return chatgpt_document(path, load_json(path, read_member(path, archive, members[0]), members[0].filename))
-    return chatgpt_document(path, load_json(path, data))
+    return read_json_export(path, data, "conversations.json", _HINT, chatgpt_document)

@@ -13,7 +13,7 @@ from typing import Any
 
 from pllm_cli.errors import InputError
 from pllm_cli.ingest.document import Document, Message
-from pllm_cli.ingest.readers.exports import find_members, is_zip, load_json, open_zip, read_member
+from pllm_cli.ingest.readers.exports import read_json_export
 
 SPEAKERS = {"human": "User", "user": "User", "assistant": "Claude"}
 _HINT = "expected Claude's conversations.json (Settings > Privacy > Export data), or the .zip itself"
@@ -98,10 +98,4 @@ def claude_document(path: Path, parsed: Any) -> Document:
 
 def read_claude(path: Path, data: bytes) -> Document:
     """The export .zip (its conversations.json is read) or conversations.json itself."""
-    if is_zip(data):
-        with open_zip(path, data) as archive:
-            members = find_members(archive, "conversations.json")
-            if not members:
-                raise InputError(f"{path.name}: no conversations.json in the archive", hint=_HINT)
-            return claude_document(path, load_json(path, read_member(path, archive, members[0]), members[0].filename))
-    return claude_document(path, load_json(path, data))
+    return read_json_export(path, data, "conversations.json", _HINT, claude_document)

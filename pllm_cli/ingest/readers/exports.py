@@ -149,6 +149,19 @@ def _looks_like_json(data: bytes) -> bool:
     return head[:1] in (b"{", b"[")
 
 
+def read_json_export(
+    path: Path, data: bytes, member: str, hint: str, build: Callable[[Path, Any], Document]
+) -> Document:
+    """An export that is a JSON file (`member`), given bare or inside the .zip as downloaded."""
+    if is_zip(data):
+        with open_zip(path, data) as archive:
+            members = find_members(archive, member)
+            if not members:
+                raise InputError(f"{path.name}: no {member} in the archive", hint=hint)
+            return build(path, load_json(path, read_member(path, archive, members[0]), members[0].filename))
+    return build(path, load_json(path, data))
+
+
 def sniff(path: Path, data: bytes) -> tuple[str, Reader] | None:
     """(format, reader) when `data` is a ChatGPT, Claude, WhatsApp or Telegram export, else None.
 

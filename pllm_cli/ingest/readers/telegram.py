@@ -18,7 +18,7 @@ from typing import Any
 
 from pllm_cli.errors import InputError
 from pllm_cli.ingest.document import Document, Message
-from pllm_cli.ingest.readers.exports import find_members, is_zip, load_json, open_zip, read_member
+from pllm_cli.ingest.readers.exports import read_json_export
 
 _HINT = "expected Telegram Desktop's result.json (Settings > Advanced > Export Telegram data, format JSON)"
 _MEDIA_MARKERS = {
@@ -157,10 +157,4 @@ def telegram_document(path: Path, parsed: Any) -> Document:
 
 def read_telegram(path: Path, data: bytes) -> Document:
     """result.json, or a .zip of the export folder holding it."""
-    if is_zip(data):
-        with open_zip(path, data) as archive:
-            members = find_members(archive, "result.json")
-            if not members:
-                raise InputError(f"{path.name}: no result.json in the archive", hint=_HINT)
-            return telegram_document(path, load_json(path, read_member(path, archive, members[0]), members[0].filename))
-    return telegram_document(path, load_json(path, data))
+    return read_json_export(path, data, "result.json", _HINT, telegram_document)
