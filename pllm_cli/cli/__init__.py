@@ -77,13 +77,14 @@ def root(
 
 
 def _register() -> None:
-    from pllm_cli.cli import chat, completion, config, ingest, memory, profile, status
+    from pllm_cli.cli import chat, completion, config, evaluate, ingest, memory, profile, status
 
     for module in (ingest, chat, status, completion):
         module.register(app)
     app.add_typer(memory.app, name="memory")
     app.add_typer(profile.app, name="profile")
     app.add_typer(config.app, name="config")
+    app.add_typer(evaluate.app, name="eval")
 
 
 _register()

@@ -1,0 +1,52 @@
+"""pllm eval: measure pllm on benchmark data, never touching your own memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pllm_cli.cli.console import err, out, print_json
+from pllm_cli.context import AppContext
+from pllm_cli.errors import InputError
+from pllm_cli.memory.store import SEARCH_MODES, SearchMode
+
+app = typer.Typer(help="Measure pllm on benchmark data (your own memory is never touched).", no_args_is_help=True)
+
+
+@app.command("retrieval")
+def retrieval(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="Data in the LoCoMo format (e.g. locomo10.json)."),
+    mode: list[str] = typer.Option(list(SEARCH_MODES), "--mode", help="Search modes to compare (repeatable)."),
+    json_output: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
+) -> None:
+    """Evidence recall of memory search within 512 and 1,024 retrieved tokens, and recall@5/@10.
+
+    Each conversation is ingested into its own temporary memory with the normal pipeline; every question of
+    categories 1-4 is searched in each mode; figures are percentages, overall and per category.
+    """
+    from pllm_cli.evaluation.retrieval import evaluate_retrieval, render_table
+
+    app_ctx: AppContext = ctx.obj
+    unknown = [m for m in mode if m not in SEARCH_MODES]
+    if unknown:
+        raise InputError(f"unknown search mode {unknown[0]!r}", hint="use: " + ", ".join(SEARCH_MODES))
+    if not file.is_file():
+        raise InputError(f"no such file: {file}", hint="give a LoCoMo-format JSON file")
+    modes: list[SearchMode] = [m for m in SEARCH_MODES if m in mode]
+
+    def progress(line: str) -> None:
+        if not app_ctx.quiet and not json_output:
+            err().print(line, markup=False, style="dim")
+
+    evaluation = evaluate_retrieval(file, app_ctx.embedder, modes, on_progress=progress)
+    if json_output:
+        print_json(evaluation.to_dict())
+        return
+    out().print(
+        f"{evaluation.conversations} conversations, {evaluation.turns} turns -> {evaluation.chunks} chunks, "
+        f"{evaluation.questions} questions (categories 1-4); evidence recall in %",
+        markup=False,
+    )
+    out().print(render_table(evaluation), markup=False)
