@@ -112,7 +112,8 @@ def test_lexical_search(filled: ChromaStore, fake_embedder: Any) -> None:
 def test_lexical_search_ignores_query_syntax(filled: ChromaStore) -> None:
     for query in ['AND OR NOT "', "tea*", "NEAR(tea bowls)", "-", "C++ e-mail: what's {x}", "_", ""]:
         filled.search([], query, 5, mode="lexical")  # must not raise
-    assert fts_query('bowls "tea" AND') == '"bowls" OR "tea" OR "and"'
+    assert fts_query('bowls "tea" AND') == '"bowls" OR "tea"'  # function words dropped
+    assert fts_query("who was it") == '"who" OR "was" OR "it"'  # unless nothing else is left
 
 
 def test_dense_search(filled: ChromaStore, fake_embedder: Any) -> None:

@@ -39,10 +39,24 @@ CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
+# Function words of questions: BM25 weighs them low but not at zero, and they crowd out the words that matter.
+# Dropping them raised LoCoMo evidence recall within 512 tokens by about one point (bench/, eval retrieval).
+STOPWORDS = frozenset(
+    "a an the and or but if of at by for with about against between into through during before after above "
+    "below to from up down in out on off over under again further then once here there when where why how all "
+    "any both each few more most other some such no nor not only own same so than too very s t can will just "
+    "don should now i me my myself we our ours ourselves you your yours yourself yourselves he him his himself "
+    "she her hers herself it its itself they them their theirs themselves what which who whom this that these "
+    "those am is are was were be been being have has had having do does did doing would could".split()
+)
+
+
 def fts_query(text: str) -> str:
-    """Any of the query's words, each quoted so FTS5 syntax in user text is inert."""
-    words = dict.fromkeys(word.lower() for word in _WORD.findall(text))
-    return " OR ".join(f'"{word}"' for word in words)
+    """Any of the query's words but function words (all of them if that is all there is), each quoted so FTS5
+    syntax in user text is inert."""
+    words = list(dict.fromkeys(word.lower() for word in _WORD.findall(text)))
+    content = [word for word in words if word not in STOPWORDS] or words
+    return " OR ".join(f'"{word}"' for word in content)
 
 
 class ChunkIndex:
