@@ -228,32 +228,27 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _body_items(element: ET.Element) -> Iterator[ET.Element]:
-    """The paragraphs and tables of a body or table cell, looking through content controls."""
+def _children(element: ET.Element, wanted: tuple[str, ...]) -> Iterator[ET.Element]:
+    """The children named `wanted`, looking through content controls and other wrappers."""
     for child in element:
         name = _local(child.tag)
-        if name in ("p", "tbl"):
+        if name in wanted:
             yield child
         elif name in _WRAPPERS:
-            yield from _body_items(child)
+            yield from _children(child, wanted)
+
+
+def _body_items(element: ET.Element) -> Iterator[ET.Element]:
+    """The paragraphs and tables of a body or table cell."""
+    return _children(element, ("p", "tbl"))
 
 
 def _cells(row: ET.Element) -> Iterator[ET.Element]:
-    for child in row:
-        name = _local(child.tag)
-        if name == "tc":
-            yield child
-        elif name in _WRAPPERS:
-            yield from _cells(child)
+    return _children(row, ("tc",))
 
 
 def _rows(table: ET.Element) -> Iterator[ET.Element]:
-    for child in table:
-        name = _local(child.tag)
-        if name == "tr":
-            yield child
-        elif name in _WRAPPERS:
-            yield from _rows(child)
+    return _children(table, ("tr",))
 
 
 def _cell_text(cell: ET.Element) -> str:
