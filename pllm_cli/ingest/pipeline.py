@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pllm_cli.embedding import Embedder
 from pllm_cli.errors import ExitCode, NotAnExportError, PllmError
@@ -57,9 +57,8 @@ class IngestReport:
         return [f for f in self.files if f.status == "failed"]
 
     def to_dict(self) -> dict[str, Any]:
-        statuses: tuple[Status, ...] = ("added", "updated", "moved", "unchanged", "skipped", "failed", "pruned")
         return {
-            "summary": {s: self.count(s) for s in statuses},
+            "summary": {s: self.count(s) for s in get_args(Status)},
             "chunks_written": self.chunks_written,
             "seconds": round(self.seconds, 3),
             "chunks_per_second": round(self.chunks_written / self.seconds, 1) if self.seconds else 0.0,

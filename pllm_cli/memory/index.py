@@ -120,15 +120,8 @@ class ChunkIndex:
         return [row[0] for row in self.db.execute(query, {"v": value})]
 
     def chunk_ids_touched_by(self, source: str, kind: str, value: str) -> list[str]:
-        return [
-            row[0]
-            for row in self.db.execute(
-                "SELECT id FROM chunks WHERE source = :s AND id IN (SELECT id FROM chunks WHERE "
-                + self._rule_condition(kind)
-                + ")",
-                {"s": source, "v": value},
-            )
-        ]
+        query = f"SELECT id FROM chunks WHERE source = :s AND {self._rule_condition(kind)}"
+        return [row[0] for row in self.db.execute(query, {"s": source, "v": value})]
 
     def remove_chunks(self, ids: Sequence[str]) -> None:
         """Drop single chunks (of a source whose file is gone), keeping the source's counts right."""
