@@ -14,6 +14,7 @@ from typing import Literal
 
 from pllm_cli.errors import InputError
 from pllm_cli.ingest.document import Document, Message, Section
+from pllm_cli.ingest.readers.mail import email_sender
 
 RuleKind = Literal["conversation", "speaker", "before"]
 
@@ -41,8 +42,8 @@ class ForgetRule:
         """Dated sections (e-mails) fall under --before; --speaker matches an e-mail's sender."""
         if self.kind == "before":
             return bool(section.time) and section.time[:10] < self.value
-        if self.kind == "speaker" and section.heading.startswith("Email from "):
-            sender = section.heading.removeprefix("Email from ").split(" to ", 1)[0]
+        sender = email_sender(section.heading)
+        if self.kind == "speaker" and sender is not None:
             return self.value.strip().casefold() in sender.casefold()
         return False
 

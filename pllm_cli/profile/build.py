@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pllm_cli import __version__
 from pllm_cli.embedding import Embedder
+from pllm_cli.ingest.readers.mail import email_sender
 from pllm_cli.memory.records import Chunk, Hit
 from pllm_cli.memory.retrieval import Retriever
 from pllm_cli.profile.document import Profile
@@ -78,10 +79,9 @@ def own_statements(chunk: Chunk, me: str | Collection[str]) -> list[Statement]:
                 lines.append(match["text"])
     else:
         body = chunk.text.split("\n\n", 1)[-1] if chunk.heading else chunk.text
-        if chunk.heading.startswith("Email from "):
-            sender = chunk.heading.removeprefix("Email from ").split(" to ", 1)[0]
-            if not any(name and name.casefold() in sender.casefold() for name in names):
-                return []
+        sender = email_sender(chunk.heading)
+        if sender is not None and not any(name and name.casefold() in sender.casefold() for name in names):
+            return []
         lines = [body]
     sentences = (s.strip(" -*•\t") for line in lines for s in _SENTENCE.split(line))
     return [Statement(s, source) for s in sentences if 4 <= len(s.split()) <= 40 and _FIRST_PERSON.search(s)]

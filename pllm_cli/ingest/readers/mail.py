@@ -47,6 +47,16 @@ def _iso_date(value: str) -> str:
     return parsed.isoformat() if parsed else ""
 
 
+EMAIL_HEADING = "Email from "
+
+
+def email_sender(heading: str) -> str | None:
+    """The sender named in an e-mail section's heading (see message_to_section), or None for other sections."""
+    if not heading.startswith(EMAIL_HEADING):
+        return None
+    return heading.removeprefix(EMAIL_HEADING).split(" to ", 1)[0]
+
+
 def message_to_section(message: EmailMessage) -> Section | None:
     subject = str(message.get("subject", "") or "(no subject)").strip()
     sender = str(message.get("from", "") or "").strip()
@@ -60,7 +70,7 @@ def message_to_section(message: EmailMessage) -> Section | None:
     recipients = str(message.get("to", "") or "").strip()
     message_id = str(message.get("message-id", "") or "").strip()
     return Section(  # the heading (kept at the top of every chunk) carries the headers, the text the body
-        heading=f"Email from {sender} to {recipients}, {date}: {subject}",
+        heading=f"{EMAIL_HEADING}{sender} to {recipients}, {date}: {subject}",
         text=body,
         message_ids=(message_id,) if message_id else (),
         time=_iso_date(date),
