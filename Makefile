@@ -37,8 +37,8 @@ demo: install
 	@echo "== pllm ingest examples/ (a fictional person's notes, mail, chats and a PDF) into $(DEMO_HOME)"
 	PLLM_HOME="$(DEMO_HOME)" $(PLLM) config set me Maya
 	PLLM_HOME="$(DEMO_HOME)" $(PLLM) ingest examples --exclude README.md
-	@echo "== pllm profile build"
-	PLLM_HOME="$(DEMO_HOME)" $(PLLM) profile build
+	@echo "== pllm profile refresh"
+	PLLM_HOME="$(DEMO_HOME)" $(PLLM) profile refresh
 	@echo "== pllm ask \"$(DEMO_QUESTION)\""
 	PLLM_HOME="$(DEMO_HOME)" $(PLLM) ask --seed 1 "$(DEMO_QUESTION)"
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from pllm_cli.errors import InputError
 from pllm_cli.memory.records import Hit
 from pllm_cli.memory.retrieval import Retriever
+from pllm_cli.profile.render import ProfileSelection
 from pllm_cli.prompting import Budget, PromptPlan, build_messages
 from pllm_cli.runtime import ChatMessage, ChatModel
 
@@ -83,7 +84,7 @@ class ChatSession:
         model: ChatModel,
         retriever: Retriever | None,
         *,
-        profile: str = "",
+        profile: str | Callable[[str, int], ProfileSelection] = "",
         name: str = "",
         settings: GenerationSettings | None = None,
     ) -> None:
@@ -114,7 +115,7 @@ class ChatSession:
         plan = build_messages(
             question,
             hits=hits,
-            profile=self.profile,
+            profile=self.profile if isinstance(self.profile, str) else self._profile_for(question),
             history=self.history,
             budget=budget,
             count=self.model.count_tokens,
@@ -131,6 +132,11 @@ class ChatSession:
         reply = Reply(question, plan, hits, tokens, self._remember, timings)
         self.last = reply
         return reply
+
+    def _profile_for(self, question: str) -> Callable[[int], ProfileSelection]:
+        source = self.profile
+        assert not isinstance(source, str)
+        return lambda room: source(question, room)
 
     def _remember(self, reply: Reply) -> None:
         self.history += [ChatMessage("user", reply.question), ChatMessage("assistant", reply.text)]

@@ -59,3 +59,7 @@ class ConfigError(PllmError):
 
 class StoreError(PllmError):
     exit_code = ExitCode.STORE
+
+
+class BusyError(PllmError):
+    exit_code = ExitCode.BUSY

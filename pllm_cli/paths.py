@@ -44,7 +44,20 @@ class Paths:
 
     @property
     def profile_file(self) -> Path:
-        return self.persona_dir / "profile.md"
+        return self.persona_dir / "profile.json"
+
+    @property
+    def profile_read_file(self) -> Path:
+        """The ids of the memory chunks the profile has read."""
+        return self.persona_dir / "profile-read.txt"
+
+    @property
+    def profile_history_dir(self) -> Path:
+        return self.persona_dir / "profile-history"
+
+    @property
+    def profile_lock_file(self) -> Path:
+        return self.persona_dir / "profile.lock"
 
     def as_dict(self) -> dict[str, str]:
         return {

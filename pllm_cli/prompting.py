@@ -12,9 +12,11 @@ from typing import Any
 
 from pllm_cli.errors import TooLongError
 from pllm_cli.memory.records import Hit
+from pllm_cli.profile.render import ProfileSelection
 from pllm_cli.runtime import ChatMessage
 
 TokenCounter = Callable[[str], int]
+ProfileSource = str | Callable[[int], ProfileSelection]  # fixed text, or the facts chosen for a token room
 TEMPLATE_OVERHEAD = 8  # tokens a chat template adds around each message (role markers, separators)
 
 # Measured on the bundled 135M model: notes placed in the user turn, right before the question, are used far
@@ -43,6 +45,7 @@ class PromptPlan:
     dropped_hits: list[Hit] = field(default_factory=list)
     dropped_turns: int = 0
     profile_truncated: bool = False
+    profile: ProfileSelection = field(default_factory=ProfileSelection)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +54,7 @@ class PromptPlan:
             "memories_dropped": len(self.dropped_hits),
             "history_turns_dropped": self.dropped_turns,
             "profile_truncated": self.profile_truncated,
+            "profile": {"tokens": self.tokens.get("profile", 0), **self.profile.to_dict()},
         }
 
 
@@ -86,7 +90,7 @@ def build_messages(
     question: str,
     *,
     hits: Sequence[Hit],
-    profile: str,
+    profile: ProfileSource,
     history: Sequence[ChatMessage],
     budget: Budget,
     count: TokenCounter,
@@ -94,6 +98,7 @@ def build_messages(
 ) -> PromptPlan:
     """The messages for the model, each part within its budget and the whole within the context.
 
+    `profile` is fixed text (cut at whole lines) or a function that picks facts for the room it is given.
     Priority when space is short: the question, then the system prompt, the profile (its own budget),
     memories in rank order (a memory that does not fit is skipped), and the most recent history turns.
     """
@@ -111,7 +116,12 @@ def build_messages(
 
     header = f"\n\nAbout {who}:\n"
     profile_room = min(budget.profile_tokens, remaining) - count(header)
-    profile_text, truncated = truncate_to_tokens(profile.strip(), max(profile_room, 0), count)
+    if isinstance(profile, str):
+        profile_text, truncated = truncate_to_tokens(profile.strip(), max(profile_room, 0), count)
+        selection = ProfileSelection(text=profile_text)
+    else:
+        selection = profile(max(profile_room, 0))
+        profile_text, truncated = selection.text, bool(selection.cut)
     profile_part = f"{header}{profile_text}" if profile_text else ""
     profile_tokens = count(profile_part) if profile_part else 0
     remaining -= profile_tokens
@@ -163,4 +173,5 @@ def build_messages(
         dropped_hits=dropped,
         dropped_turns=len(history) - len(kept_history),
         profile_truncated=truncated,
+        profile=selection,
     )

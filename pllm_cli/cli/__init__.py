@@ -16,6 +16,7 @@ from pllm_cli.cli.console import silence_stdout
 from pllm_cli.context import AppContext
 from pllm_cli.errors import ExitCode, PllmError
 from pllm_cli.paths import Paths
+from pllm_cli.personas import check_name
 
 
 class _Root(TyperGroup):
@@ -69,20 +70,23 @@ def root(
 ) -> None:
     """pllm learns who you are from your own files and answers you personally, offline.
 
-    Start with: pllm ingest ~/notes, then pllm profile build, then pllm ask "...".
+    Start with: pllm ingest ~/notes, then pllm profile refresh, then pllm ask "...".
     """
     root_dir = home.expanduser().resolve() if home else None
+    if profile is not None:
+        check_name(profile)
     ctx.obj = AppContext(paths=Paths.resolve(root_dir, profile), quiet=quiet)
     ctx.call_on_close(ctx.obj.close)
 
 
 def _register() -> None:
-    from pllm_cli.cli import chat, completion, config, evaluate, ingest, memory, profile, status
+    from pllm_cli.cli import chat, completion, config, evaluate, ingest, memory, personas, profile, status
 
     for module in (ingest, chat, status, completion):
         module.register(app)
     app.add_typer(memory.app, name="memory")
     app.add_typer(profile.app, name="profile")
+    app.add_typer(personas.app, name="profiles")
     app.add_typer(config.app, name="config")
     app.add_typer(evaluate.app, name="eval")
 

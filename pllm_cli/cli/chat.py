@@ -11,7 +11,8 @@ from pllm_cli.chat import ChatSession, GenerationSettings, Reply
 from pllm_cli.cli.console import err, out, print_json, report_error, write
 from pllm_cli.context import AppContext
 from pllm_cli.errors import InputError, PllmError
-from pllm_cli.profile.document import load_profile_text
+from pllm_cli.profile.render import PromptProfile
+from pllm_cli.profile.state import ProfileFiles
 
 
 def register(app: typer.Typer) -> None:
@@ -36,7 +37,11 @@ def _session(app: AppContext, *, no_memory: bool, no_profile: bool, seed: int | 
         memory_tokens=config.memory_tokens,
         profile_tokens=config.profile_tokens,
     )
-    profile = "" if no_profile else load_profile_text(app.paths.profile_file)
+    files = ProfileFiles(app.paths)
+    profile: str | PromptProfile = ""
+    if not no_profile and files.exists:
+        model = app.model
+        profile = PromptProfile(files.load(), lambda text: app.embedder.embed([text])[0], model.count_tokens)
     return ChatSession(app.model, retriever, profile=profile, name=config.display_name, settings=settings)
 
 
@@ -132,7 +137,7 @@ def run_repl(session: ChatSession, app: AppContext) -> None:
                 _render_sources(session.last)
             continue
         if text == "/profile":
-            out().print(session.profile or "(no profile: pllm profile build)", markup=False)
+            out().print(str(session.profile) or "(no profile: pllm profile refresh)", markup=False)
             continue
         if text.startswith("/"):
             console.print(f"unknown command {text}. {CHAT_HELP}", markup=False)

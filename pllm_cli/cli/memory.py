@@ -11,13 +11,18 @@ import typer
 
 from pllm_cli.cli.console import err, out, print_json
 from pllm_cli.context import AppContext
-from pllm_cli.errors import InputError, NotFoundError
+from pllm_cli.errors import BusyError, InputError, NotFoundError
 from pllm_cli.ingest.pipeline import IngestOptions, forget_by_rule
 from pllm_cli.memory.forgetting import ForgetRule
+from pllm_cli.memory.index import ChunkIndex
 from pllm_cli.memory.records import Hit, SourceRecord
 from pllm_cli.memory.store import SEARCH_MODES
+from pllm_cli.profile.facts import Fact
+from pllm_cli.profile.manage import drop_facts_of_forgotten_memory, profile_lock
+from pllm_cli.profile.state import ProfileFiles
 
 app = typer.Typer(help="Search and manage what pllm remembers.", no_args_is_help=True)
+PROFILE_WAIT_SECONDS = 5.0  # how long `memory forget` waits for a refresh before leaving the facts to the next one
 
 
 @app.command("search")
@@ -149,6 +154,7 @@ def forget(
 
     --conversation, --speaker and --before are remembered: a later ingest of the same files keeps them out.
     Affected sources are rebuilt from their files; a source whose file is gone loses the affected chunks whole.
+    Profile facts that came only from what is forgotten are removed too, and listed.
     """
     app_ctx: AppContext = ctx.obj
     rules = [
@@ -171,10 +177,13 @@ def forget(
     by_rule = {rule: forget_by_rule(rule, store, app_ctx.embedder, options) for rule in rules}
     if removed and not rules:
         store.index.compact()
+    facts, deferred = _drop_profile_facts(app_ctx, store.index)
     if json_output:
         print_json(
             {
                 "forgotten": [{"source": s, "chunks": n} for s, n in removed.items()],
+                "profile_facts_removed": [{"id": f.id, "text": f.text} for f in facts],
+                "profile_update_deferred": deferred,
                 "rules": [
                     {"kind": rule.kind, "value": rule.value, "sources": [asdict(r) for r in results]}
                     for rule, results in by_rule.items()
@@ -192,3 +201,21 @@ def forget(
                 "later ingests keep it out",
                 markup=False,
             )
+        for fact in facts:
+            err().print(f"removed profile fact {fact.id}, which came only from it: {fact.text}", markup=False)
+        if deferred:
+            err().print(
+                "the profile is being changed by another pllm: facts from what you forgot leave it at the next refresh",
+                markup=False,
+                style="yellow",
+            )
+
+
+def _drop_profile_facts(app_ctx: AppContext, index: ChunkIndex) -> tuple[list[Fact], bool]:
+    """Remove the profile facts whose every source was just forgotten; (facts, whether it had to wait)."""
+    files = ProfileFiles(app_ctx.paths)
+    try:
+        with profile_lock(files, wait=PROFILE_WAIT_SECONDS):
+            return drop_facts_of_forgotten_memory(files, index), False
+    except BusyError:
+        return [], True

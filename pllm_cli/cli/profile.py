@@ -1,58 +1,217 @@
-"""pllm profile: build, show, path."""
+"""pllm profile: refresh, show, pin, forget, history, diff, path."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import typer
 
 from pllm_cli.cli.console import err, out, print_json
 from pllm_cli.context import AppContext
-from pllm_cli.profile.build import BuildProgress, build_profile
-from pllm_cli.profile.document import load_profile, save_profile
+from pllm_cli.errors import InputError
+from pllm_cli.profile.facts import CATEGORIES
+from pllm_cli.profile.manage import current_facts, diff, forget, pin, profile_lock, refresh_profile
+from pllm_cli.profile.refresh import Progress
+from pllm_cli.profile.render import describe
+from pllm_cli.profile.state import ProfileFiles
 
-app = typer.Typer(help="Your profile: who you are, what you like, how you write.", no_args_is_help=True)
+app = typer.Typer(help="Your profile: facts about you with their sources, and how you write.", no_args_is_help=True)
+
+WAIT_HELP = "If another pllm is changing the profile, wait up to this many seconds (default: exit 10 at once)."
+JSON_HELP = "JSON on stdout."
 
 
-@app.command("build")
-def build(
-    ctx: typer.Context,
-    json_output: bool = typer.Option(False, "--json", help="Print the new profile as JSON on stdout."),
-) -> None:
-    """Summarize memory into a profile with the local model (replaces the profile file)."""
+def _files(ctx: typer.Context) -> tuple[AppContext, ProfileFiles]:
     app_ctx: AppContext = ctx.obj
+    return app_ctx, ProfileFiles(app_ctx.paths)
 
-    def on_progress(progress: BuildProgress) -> None:
-        if not app_ctx.quiet and not json_output:
-            err().print(f"  [{progress.done + 1}/{progress.total}] {progress.aspect}", markup=False, style="dim")
 
-    profile = build_profile(
-        app_ctx.retriever,
-        app_ctx.model,
-        name=app_ctx.config.display_name,
-        me=app_ctx.config.me_names,
-        chat_chunks=(c for c in app_ctx.store.index.iter_chunks() if c.kind == "chat"),
-        on_progress=on_progress,
-    )
-    save_profile(app_ctx.paths.profile_file, profile)
+@app.command("refresh")
+def refresh(
+    ctx: typer.Context,
+    wait: float = typer.Option(0.0, "--wait", min=0, metavar="SECONDS", help=WAIT_HELP),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Read all of memory again (pinned facts stay)."),
+    json_output: bool = typer.Option(False, "--json", help="A report on stdout: facts added, changed, removed."),
+) -> None:
+    """Read what memory gained since the last refresh into the profile; safe to run from cron.
+
+    Only one refresh runs at a time: another exits with code 10 (busy), or waits with --wait. The profile is
+    replaced atomically, so an interrupted refresh leaves the previous one whole.
+    """
+    app_ctx, files = _files(ctx)
+    config = app_ctx.config
+    with profile_lock(files, wait):
+        if not config.me_names and not app_ctx.quiet and not json_output:
+            err().print(
+                "note: pllm does not know your chat name, so it reads only your notes and the messages your "
+                "exports mark as yours: pllm config set me NAME",
+                markup=False,
+                style="yellow",
+            )
+        report = refresh_profile(
+            files,
+            app_ctx.store.index,
+            app_ctx.embedder,
+            app_ctx.model,
+            name=config.display_name,
+            me=config.me_names,
+            rebuild=rebuild,
+            on_progress=None if app_ctx.quiet or json_output else _progress_printer(),
+        )
     if json_output:
-        print_json(profile.to_dict())
+        print_json(report.to_dict())
     elif not app_ctx.quiet:
-        out().print(profile.to_markdown(), markup=False)
-        err().print(f"saved to {app_ctx.paths.profile_file}", markup=False, style="dim")
+        merged = report.merge
+        what = f"version {report.version}" if report.saved else f"unchanged at version {report.version}"
+        err().print(
+            f"profile {what}: {len(merged.added)} facts added, {len(merged.changed)} changed, "
+            f"{len(merged.removed)} removed; {report.facts} in all; read {report.chunks_read} new chunks "
+            f"in {report.seconds:.1f} s",
+            markup=False,
+        )
+
+
+def _progress_printer() -> Callable[[Progress], None]:
+    console = err()
+    last = [-1]
+
+    def show(progress: Progress) -> None:
+        percent = progress.done * 100 // max(progress.total, 1)
+        if percent // 10 != last[0] or progress.done == progress.total:
+            last[0] = percent // 10
+            console.print(
+                f"  read {progress.done}/{progress.total} chunks, {progress.statements} statements about you",
+                markup=False,
+                style="dim",
+            )
+
+    return show
 
 
 @app.command("show")
-def show(ctx: typer.Context, json_output: bool = typer.Option(False, "--json", help="JSON on stdout.")) -> None:
-    """Print the profile."""
-    app_ctx: AppContext = ctx.obj
-    profile = load_profile(app_ctx.paths.profile_file)
+def show(
+    ctx: typer.Context,
+    all_facts: bool = typer.Option(False, "--all", help="Include superseded facts."),
+    json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Print the profile: facts by category with id, confidence and source; your writing style."""
+    _, files = _files(ctx)
+    state = files.load(required=True)
     if json_output:
-        print_json(profile.to_dict())
+        facts = [f.to_dict() for f in state.facts if f.active or all_facts]
+        print_json(
+            {
+                "name": state.name,
+                "version": state.version,
+                "updated_at": state.updated_at,
+                "facts": facts,
+                "writing_style": state.style,
+            }
+        )
     else:
-        out().print(profile.to_markdown(), markup=False)
+        out().print(describe(state, all_facts=all_facts), markup=False)
+
+
+@app.command("pin")
+def pin_command(
+    ctx: typer.Context,
+    text: str = typer.Argument(..., help="The fact, in your words: pinned facts are never overwritten."),
+    category: str | None = typer.Option(None, "--category", help="One of: " + ", ".join(CATEGORIES[:-1]) + "."),
+    wait: float = typer.Option(10.0, "--wait", min=0, metavar="SECONDS", help="Wait for a running refresh."),
+    json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Add a fact you state yourself; it is always in the prompt and extraction never changes it."""
+    app_ctx, files = _files(ctx)
+    with profile_lock(files, wait):
+        fact = pin(files, text, app_ctx.embedder, category)
+    if json_output:
+        print_json(fact.to_dict())
+    elif not app_ctx.quiet:
+        err().print(f"pinned {fact.id} ({fact.category}): {fact.text}", markup=False)
+
+
+@app.command("forget")
+def forget_command(
+    ctx: typer.Context,
+    fact_id: str = typer.Argument(..., help="The fact's id, as `pllm profile show` prints it."),
+    wait: float = typer.Option(10.0, "--wait", min=0, metavar="SECONDS", help="Wait for a running refresh."),
+    json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Remove a fact from the profile; later refreshes do not bring it back."""
+    app_ctx, files = _files(ctx)
+    with profile_lock(files, wait):
+        fact = forget(files, fact_id)
+    if json_output:
+        print_json({"forgotten": fact.to_dict()})
+    elif not app_ctx.quiet:
+        err().print(f"forgot {fact.id}: {fact.text}", markup=False)
+
+
+@app.command("history")
+def history(ctx: typer.Context, json_output: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """Every version of the profile: when, why, and how many facts it added, changed and removed."""
+    _, files = _files(ctx)
+    versions = files.history()
+    if not versions:
+        files.load(required=True)
+    for version in versions:
+        report = version.get("report", {})
+        row = {
+            "version": version["version"],
+            "at": version["at"],
+            "reason": version["reason"],
+            "added": len(report.get("added", [])),
+            "changed": len(report.get("changed", [])),
+            "removed": len(report.get("removed", [])),
+            "facts": sum(1 for f in version["facts"] if f["status"] == "active"),
+        }
+        if json_output:
+            print_json(row)
+        else:
+            out().print(
+                f"{row['version']:>4}  {row['at']}  {row['reason']:<14} +{row['added']} ~{row['changed']} "
+                f"-{row['removed']}  {row['facts']} facts",
+                markup=False,
+            )
+
+
+@app.command("diff")
+def diff_command(
+    ctx: typer.Context,
+    version: int | None = typer.Argument(
+        None, help="Compare this version with the current one (default: the one before)."
+    ),
+    json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """What changed in the profile since VERSION (default: since the version before the current one)."""
+    _, files = _files(ctx)
+    state = files.load(required=True)
+    base = version if version is not None else state.version - 1
+    if base == 0:
+        old: list[dict[str, object]] = []
+    else:
+        if base < 0:
+            raise InputError(f"there is no profile version {base}", hint="see them: pllm profile history")
+        old = files.version(base)["facts"]
+    changes = diff(old, current_facts(state))
+    if json_output:
+        print_json({"from": base, "to": state.version, **changes})
+        return
+    console = out()
+    console.print(f"version {base} -> {state.version}", markup=False, style="bold")
+    for fact in changes["added"]:
+        console.print(f"+ {fact['id']} {fact['text']}", markup=False, style="green")
+    for fact in changes["removed"]:
+        console.print(f"- {fact['id']} {fact['text']}", markup=False, style="red")
+    for change in changes["changed"]:
+        details = "; ".join(f"{k}: {v[0]} -> {v[1]}" for k, v in change.items() if k != "id")
+        console.print(f"~ {change['id']} {details}", markup=False, style="yellow")
+    if not any(changes.values()):
+        console.print("no changes", markup=False)
 
 
 @app.command("path")
 def path(ctx: typer.Context) -> None:
-    """Print where the profile file is (edit it freely)."""
+    """Print where the profile file is."""
     app_ctx: AppContext = ctx.obj
     typer.echo(str(app_ctx.paths.profile_file))

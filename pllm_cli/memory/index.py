@@ -208,6 +208,12 @@ class ChunkIndex:
                 found[row[0]] = _chunk(row)
         return found
 
+    def chunk_refs(self) -> Iterator[tuple[str, str, list[str]]]:
+        """(chunk id, source, message ids) of every chunk, without reading the texts."""
+        query = "SELECT id, source, json_extract(meta, '$.message_ids') FROM chunks"
+        for chunk_id, source, ids in self.db.execute(query):
+            yield chunk_id, source, json.loads(ids) if ids else []
+
     def iter_chunks(self) -> Iterator[Chunk]:
         for row in self.db.execute("SELECT id, source, position, text, meta FROM chunks ORDER BY source, position"):
             yield _chunk(row)
