@@ -100,6 +100,7 @@ def run() -> Any:
 # --- fakes ------------------------------------------------------------------------------------------
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+_PRONOUNS = {"i", "i'm", "i've", "i'll", "i'd", "my", "me", "mine", "myself", "we", "our", "us", "you", "your"}
 
 
 class FakeEmbedder:
@@ -142,6 +143,7 @@ class FakeChatModel:
     name: str = "fake-model.gguf"
     path: Path = Path("/models/fake-model.gguf")
     calls: list[dict[str, Any]] = field(default_factory=list)
+    fact_answers: dict[str, str] = field(default_factory=dict)
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
@@ -153,6 +155,19 @@ class FakeChatModel:
     def messages(self) -> list[ChatMessage]:
         """The messages of the last call."""
         return self.calls[-1]["messages"]
+
+    def complete(self, messages: Sequence[ChatMessage], *, grammar: str, max_tokens: int) -> str:
+        """Fact extraction: `answers` maps a statement to the fact to return; otherwise the statement with its
+        pronouns dropped, after the name the grammar requires ("I run on Sundays" -> "Maya run on Sundays")."""
+        import json
+
+        self.calls.append({"messages": list(messages), "grammar": grammar, "max_tokens": max_tokens})
+        said = messages[-1].content.split(" said: ", 1)[-1].rsplit("\nFact about ", 1)
+        statement, name = said[0], said[1].rstrip(":") if len(said) > 1 else "Maya"
+        if statement in self.fact_answers:
+            return json.dumps({"fact": self.fact_answers[statement]})
+        kept = [w for w in statement.split() if w.lower().strip(".,!") not in _PRONOUNS]
+        return json.dumps({"fact": f"{name} {' '.join(kept)}"})
 
     def stream(
         self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float, seed: int | None

@@ -73,7 +73,7 @@ def test_command_tree_is_complete() -> None:
         "status",
         "memory search",
         "memory forget",
-        "profile build",
+        "profile refresh",
         "profile show",
         "config set",
         "config show",
@@ -211,7 +211,7 @@ def test_forget_unknown_source(run) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_profile_show_without_profile(run) -> None:  # type: ignore[no-untyped-def]
-    assert_clean_error(run("profile", "show"), ExitCode.NOT_FOUND, "no profile yet", "pllm profile build")
+    assert_clean_error(run("profile", "show"), ExitCode.NOT_FOUND, "no profile yet", "pllm profile refresh")
 
 
 def test_unknown_search_mode(run) -> None:  # type: ignore[no-untyped-def]
@@ -339,7 +339,12 @@ def test_memory_stats_sources_and_forget(run, ingested: Path) -> None:  # type: 
     assert sorted(s["source"] for s in sources) == [str(ingested / "elin.md"), str(ingested / "work.md")]
     forgot = run("memory", "forget", ingested / "elin.md", "--json")
     assert forgot.exit_code == 0
-    assert json.loads(forgot.stdout) == {"forgotten": [{"source": str(ingested / "elin.md"), "chunks": 1}], "rules": []}
+    assert json.loads(forgot.stdout) == {
+        "forgotten": [{"source": str(ingested / "elin.md"), "chunks": 1}],
+        "profile_facts_removed": [],
+        "profile_update_deferred": False,
+        "rules": [],
+    }
     assert json.loads(run("memory", "stats", "--json").stdout)["chunks"] == 1
     result = run("memory", "search", "Hagi", "--json", "--mode", "lexical")
     assert all(not h["source"].endswith("elin.md") for h in json.loads(result.stdout)["hits"])
@@ -418,7 +423,7 @@ def test_chat_repl_with_fake_model(run, ingested: Path, fake_models) -> None:  #
     result = run("chat", input="/sources\nWho is my manager?\n/sources\n/nonsense\n\n/profile\nand then?\n")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.count(fake_models.answer + "\n") == 2
-    assert "(no profile: pllm profile build)" in result.stdout
+    assert "(no profile: pllm profile refresh)" in result.stdout
     assert "no sources yet" in result.stderr
     assert "[1] work.md" in result.stderr
     assert "unknown command /nonsense" in result.stderr

@@ -50,3 +50,41 @@ def retrieval(
         markup=False,
     )
     out().print(render_table(evaluation), markup=False)
+
+
+@app.command("profile")
+def profile(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="Data in the LoCoMo format (e.g. locomo10.json)."),
+    speaker: str = typer.Option("a", "--speaker", help="Which speaker of each conversation is the user: a or b."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N conversations."),
+    json_output: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
+) -> None:
+    """How much of what annotators noted about a speaker the profile recovers, and how well it is supported.
+
+    Each conversation is ingested into its own temporary memory with the speaker as the user, and a profile
+    is built with the local model; figures are percentages, plus refresh seconds per 1,000 messages.
+    """
+    from pllm_cli.evaluation.profile import evaluate_profile, render_table
+
+    app_ctx: AppContext = ctx.obj
+    if speaker not in ("a", "b"):
+        raise InputError(f"--speaker is a or b, not {speaker!r}")
+    if not file.is_file():
+        raise InputError(f"no such file: {file}", hint="give a LoCoMo-format JSON file")
+
+    def progress(line: str) -> None:
+        if not app_ctx.quiet and not json_output:
+            err().print(line, markup=False, style="dim")
+
+    evaluation = evaluate_profile(
+        file, app_ctx.embedder, app_ctx.model, speaker=speaker, limit=limit, on_progress=progress
+    )
+    if json_output:
+        print_json(evaluation.to_dict())
+        return
+    out().print(
+        f"profile facts vs annotated observations (match: cosine >= {evaluation.threshold}); figures in %",
+        markup=False,
+    )
+    out().print(render_table(evaluation), markup=False)

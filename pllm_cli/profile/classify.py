@@ -56,15 +56,21 @@ _CAPITALISED = r"(?P<v>[A-Z][\w'&.-]*(?: [A-Z][\w'&.-]*){0,3})"
 SLOTS: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         "residence",
-        re.compile(
-            r"\bI(?:'ve| have)? (?:now )?(?:live|am living|'m living|moved|relocated) (?:in|to) " + _CAPITALISED
-        ),
+        re.compile(r"\bI(?:'ve| have|'m| am)? (?:now )?(?:live|living|moved|relocated) (?:in|to) " + _CAPITALISED),
     ),
     ("employer", re.compile(r"\bI (?:now )?work (?:at|for) " + _CAPITALISED)),
     ("job", re.compile(r"\bI (?:now )?work as (?:a|an) " + _VALUE, re.IGNORECASE)),
-    ("age", re.compile(r"\bI(?:'m| am| just turned| turned) (?P<v>\d{1,3})(?: years old)?\b", re.IGNORECASE)),
-    ("relationship status", re.compile(r"\bI(?:'m| am| got) (?P<v>married|engaged|single|divorced|separated)\b", re.I)),
-    ("partner", re.compile(r"\bmy (?:boyfriend|girlfriend|partner|husband|wife|fianc[ée]e?) " + _CAPITALISED)),
+    (
+        "age",
+        re.compile(
+            r"\bI(?:'m| am) (?P<v>\d{1,3})(?: years old\b|(?=[.!,;]|$))|\bI (?:just )?turned (?P<t>\d{1,3})\b", re.I
+        ),
+    ),
+    (
+        "relationship status",
+        re.compile(r"\bI(?:'m| am| got) (?P<v>married|engaged|single|divorced|separated)(?![\w-])", re.I),
+    ),
+    ("partner", re.compile(r"\b(?i:my (?:boyfriend|girlfriend|partner|husband|wife|fianc[ée]e?)),? " + _CAPITALISED)),
     ("favourite", re.compile(r"\bmy fav(?:ou?rite) (?P<k>\w+) (?:is|are) " + _VALUE, re.IGNORECASE)),
 )
 
@@ -75,7 +81,8 @@ def slot_of(statement: str) -> tuple[str, str]:
         match = pattern.search(statement)
         if match:
             name = f"favourite {match['k'].lower()}" if slot == "favourite" else slot
-            return name, match["v"].strip(" .,!'").lower()
+            value = match["v"] or match.groupdict().get("t") or ""
+            return name, value.strip(" .,!'").lower()
     return "", ""
 
 

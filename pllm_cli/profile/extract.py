@@ -78,7 +78,8 @@ def statements(chunk: Chunk, me: Collection[str], *, source_format: str, ingeste
     found: list[Statement] = []
     if chunk.kind == "chat":
         turns = chat_turns(chunk, me)
-        one_to_one = len(chunk.speakers or {t.speaker for t in turns}) == 2
+        # "you" is the user only in a two-person exchange the user takes part in
+        one_to_one = len(chunk.speakers or {t.speaker for t in turns}) == 2 and any(t.by_user for t in turns)
         names = _names_pattern(me)
         for turn in turns:
             for sentence in _sentences(turn.text):
@@ -103,8 +104,10 @@ def statements(chunk: Chunk, me: Collection[str], *, source_format: str, ingeste
     if source_format not in USER_WRITTEN_FORMATS:
         return []
     sender = email_sender(chunk.heading)
-    if sender is not None and not any(name and name.casefold() in sender.casefold() for name in me):
-        return []
+    if sender is not None:  # mail: only what the user sent
+        names = _names_pattern(me)
+        if names is None or not names.search(sender):
+            return []
     body = chunk.text.split("\n\n", 1)[-1] if chunk.heading and chunk.text.startswith(chunk.heading) else chunk.text
     when = chunk.start_time[:16].replace("T", " ") or ingested_at[:16].replace("T", " ")
     for sentence in _sentences(body):

@@ -12,7 +12,7 @@ from pllm_cli.locking import exclusive
 from pllm_cli.memory.index import ChunkIndex
 from pllm_cli.profile.classify import Categorizer
 from pllm_cli.profile.facts import CATEGORIES, Fact
-from pllm_cli.profile.merge import prune
+from pllm_cli.profile.merge import prune, revive
 from pllm_cli.profile.refresh import Progress, RefreshReport, pinned_fact, refresh
 from pllm_cli.profile.state import ProfileFiles, ProfileState, now
 from pllm_cli.runtime import StructuredModel
@@ -72,11 +72,8 @@ def forget(files: ProfileFiles, fact_id: str) -> Fact:
     """Remove a fact; its vector is kept (not its text) so that extraction never brings it back."""
     state = files.load(required=True)
     fact = state.find(fact_id)
-    state.facts = [
-        f.with_(status="active", superseded_by="") if f.superseded_by == fact.id else f
-        for f in state.facts
-        if f.id != fact.id
-    ]
+    state.facts = [f for f in state.facts if f.id != fact.id]
+    revive(state, [fact.id])
     if fact.vector:
         state.forgotten.append(fact.vector)
     files.save(state, "forget", {"added": [], "changed": [], "removed": [fact.id]})

@@ -2,7 +2,8 @@
 
 - A candidate that says the same as an active fact confirms it: its evidence is added, its last-confirmed
   time moves on, its confidence rises. "The same" is a cosine of at least SAME_COSINE, or at least
-  SIMILAR_COSINE when one fact's content words contain the other's ("lives in Porto" and "moved to Porto"),
+  SIMILAR_COSINE when one fact's content words contain the other's ("runs three mornings a week" and
+  "runs three mornings a week before work"),
   but not "lives in Porto" and "lives in Lisbon", which embed almost as close (0.89 with all-MiniLM-L6-v2).
 - A candidate that fills the same one-valued slot as an active fact with another value (residence, job,
   age...) supersedes it if it was said later, and is superseded by it otherwise. The older fact stays, marked
@@ -118,6 +119,8 @@ def _later(a: str, b: str) -> bool:
 def merge(state: ProfileState, candidates: Sequence[NewFact], name: str) -> MergeReport:
     """Fold `candidates` into `state` (in place), in the order they were said."""
     report = MergeReport()
+    if not candidates:
+        return report
     index = _Index(state, max((len(c.vector) for c in candidates), default=0))
     for new in sorted(candidates, key=lambda c: c.evidence.said_at):
         if index.was_forgotten(new.vector):
@@ -155,10 +158,23 @@ def merge(state: ProfileState, candidates: Sequence[NewFact], name: str) -> Merg
     return report
 
 
+def _said(evidence: Evidence) -> tuple[str, ...]:
+    """What identifies one saying of a sentence: its message (chunks are re-cut when a chat grows), or its
+    chunk for text without message ids."""
+    if evidence.message_ids:
+        return (evidence.source, *evidence.message_ids, evidence.quote)
+    return (evidence.chunk_id, evidence.quote)
+
+
 def _confirm(state: ProfileState, fact: Fact, new: NewFact) -> bool:
-    known = {(e.chunk_id, e.quote) for e in fact.evidence}
-    if (new.evidence.chunk_id, new.evidence.quote) in known:
-        return False  # the same sentence read again (a refresh after a crash): nothing new
+    """Add `new` as evidence of `fact`; False if it is a sentence already counted (read again after a crash,
+    or from a chunk re-cut around the same message: then only the chunk id is brought up to date)."""
+    said = _said(new.evidence)
+    if any(_said(e) == said for e in fact.evidence):
+        evidence = tuple(new.evidence if _said(e) == said else e for e in fact.evidence)
+        if evidence != fact.evidence:
+            state.replace_fact(fact.with_(evidence=evidence))
+        return False
     origin: Origin = "self" if fact.origin == "reported" and new.origin == "self" else fact.origin
     state.replace_fact(
         fact.with_(
@@ -200,6 +216,22 @@ def prune(state: ProfileState, chunks: Collection[str], messages: Collection[tup
             removed.append(fact.id)
         else:
             kept.append(fact if alive == fact.evidence else fact.with_(evidence=alive))
-    gone = set(removed)
-    state.facts = [f.with_(status="active", superseded_by="") if f.superseded_by in gone else f for f in kept]
+    state.facts = kept
+    revive(state, removed)
     return removed
+
+
+def revive(state: ProfileState, removed: Collection[str]) -> None:
+    """Facts superseded by removed ones: the latest of each slot becomes active again, the others are then
+    superseded by it (so a slot never has two active values)."""
+    gone = set(removed)
+    orphans = sorted((f for f in state.facts if f.superseded_by in gone), key=lambda f: f.last_confirmed)
+    heirs: dict[str, str] = {}
+    for fact in reversed(orphans):  # the latest first
+        key = fact.slot or fact.id
+        if key in heirs or (fact.slot and any(f.active and f.slot == fact.slot for f in state.facts)):
+            heir = heirs.get(key) or next(f.id for f in state.facts if f.active and f.slot == fact.slot)
+            state.replace_fact(fact.with_(superseded_by=heir))
+        else:
+            heirs[key] = fact.id
+            state.replace_fact(fact.with_(status="active", superseded_by=""))

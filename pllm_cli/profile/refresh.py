@@ -165,6 +165,7 @@ def _reembed_if_needed(state: ProfileState, embedder: Embedder) -> None:
 
 
 def pinned_fact(text: str, category: str, vector: Any, when: str) -> Fact:
+    """A fact the user states; it holds its slot ("I live in Lisbon") against anything extracted later."""
     import numpy
 
     return Fact(
@@ -175,5 +176,7 @@ def pinned_fact(text: str, category: str, vector: Any, when: str) -> Fact:
         first_seen=when,
         last_confirmed=when,
         confidence=1.0,
+        slot=slot_of(text)[0],
+        value=slot_of(text)[1],
         vector=tuple(float(v) for v in numpy.asarray(vector)),
     )

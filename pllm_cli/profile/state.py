@@ -128,8 +128,11 @@ class ProfileFiles:
                 raise NotFoundError("there is no profile yet", hint="build it from your memory: pllm profile refresh")
             return ProfileState()
         try:
-            state = ProfileState.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (ValueError, TypeError, KeyError) as exc:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise TypeError("not a JSON object")
+            state = ProfileState.from_dict(data)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise StoreError(
                 f"the profile file {path} is damaged ({exc.__class__.__name__})",
                 hint="rebuild it from memory: pllm profile refresh --rebuild",
