@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from pllm_cli.errors import InputError, NotFoundError
+from pllm_cli.locking import exclusive
 from pllm_cli.paths import DEFAULT_PERSONA, Paths, ensure_private_dir
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def check_name(name: str) -> str:
-    if not _NAME.match(name) or name in (".", ".."):
+    if not _NAME.fullmatch(name):
         raise InputError(
             f"invalid persona name {name!r}",
             hint="use letters, digits, '-', '_' or '.', starting with a letter or digit: work, personal",
@@ -84,5 +85,6 @@ def remove(root: Path, name: str) -> Persona:
     if not paths.persona_dir.exists():
         raise NotFoundError(f"there is no persona {name!r}", hint="see them: pllm profiles list")
     persona = describe(paths)
-    shutil.rmtree(paths.persona_dir)
+    with exclusive(paths.profile_lock_file, "changing this persona's profile"):  # not under a running refresh
+        shutil.rmtree(paths.persona_dir)
     return persona

@@ -26,8 +26,6 @@ from pllm_cli.runtime import ChatMessage
 
 pytestmark = pytest.mark.e2e
 
-PROFILE_SECTIONS = ["Identity", "Preferences", "Interests", "Goals and plans", "Writing style"]
-
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
@@ -178,26 +176,27 @@ def test_session_gives_the_retrieved_notes_to_the_real_model(
     assert [m.role for m in session.history] == ["user", "assistant"]
 
 
-def test_profile_build_and_show(own_home: Path, run: Any) -> None:
+def test_profile_refresh_and_show(own_home: Path, run: Any) -> None:
     assert run("config", "set", "me", "Maya").exit_code == 0
-    built = run("profile", "build", "--json")
-    assert built.exit_code == 0, built.stderr
-    assert list(json.loads(built.stdout)["sections"]) == PROFILE_SECTIONS
+    refreshed = run("profile", "refresh", "--json")
+    assert refreshed.exit_code == 0, refreshed.stderr
+    report = json.loads(refreshed.stdout)
+    assert report["version"] == 1 and report["saved"] is True and report["facts"] > 0
     shown = run("profile", "show", "--json")
     assert shown.exit_code == 0
     profile = json.loads(shown.stdout)
-    assert profile["title"] == "Profile of Maya"
-    sections = profile["sections"]
-    assert list(sections) == PROFILE_SECTIONS
-    assert all(text.strip() for text in sections.values())
-    assert "chat messages" in sections["Writing style"]
-    assert re.search(r"Measured on \d+ chat messages", sections["Writing style"])
+    assert set(profile) == {"name", "version", "updated_at", "facts", "writing_style"}
+    assert profile["name"] == "Maya" and profile["version"] == 1
+    assert len(profile["facts"]) == report["facts"]
+    assert all(fact["evidence"] for fact in profile["facts"])
+    assert profile["writing_style"]["messages"] > 0
     path = Path(run("profile", "path").stdout.strip())
     assert path == Paths(own_home).profile_file
     assert oct(path.stat().st_mode & 0o777) == oct(0o600)
     text = run("profile", "show")
-    assert text.stdout.startswith("# Profile of Maya")
+    assert text.stdout.startswith("# Profile of Maya (version 1, ")
     assert "## Writing style" in text.stdout
+    assert re.search(r"Measured on \d+ messages you wrote", text.stdout)
 
 
 def test_chat_repl_with_the_real_model(shared_home: Path, run: Any, monkeypatch: pytest.MonkeyPatch) -> None:

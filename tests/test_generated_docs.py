@@ -30,7 +30,7 @@ def test_completion_scripts_are_current(name: str) -> None:
 def test_reference_covers_every_command() -> None:
     reference = render_reference()
     paths = command_paths()
-    assert ["memory", "search"] in paths and ["profile", "build"] in paths and ["ask"] in paths
+    assert ["memory", "search"] in paths and ["profile", "refresh"] in paths and ["ask"] in paths
     for path in paths:
         assert f"## {' '.join(['pllm', *path])}\n" in reference
 

@@ -116,7 +116,7 @@ def show(
 def pin_command(
     ctx: typer.Context,
     text: str = typer.Argument(..., help="The fact, in your words: pinned facts are never overwritten."),
-    category: str | None = typer.Option(None, "--category", help="One of: " + ", ".join(CATEGORIES[:-1]) + "."),
+    category: str | None = typer.Option(None, "--category", help="One of: " + ", ".join(CATEGORIES) + "."),
     wait: float = typer.Option(10.0, "--wait", min=0, metavar="SECONDS", help="Wait for a running refresh."),
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:

@@ -26,7 +26,7 @@ from pllm_cli.profile.turns import chat_turns
 from pllm_cli.runtime import ChatMessage, StructuredModel
 
 MAX_FACT_CHARS = 110
-FACT_TOKENS = MAX_FACT_CHARS + 40  # a token is at least one character: the grammar always completes in this
+FACT_TOKENS = 4 * MAX_FACT_CHARS + 40  # a token is at least one byte, a character at most 4: always completes
 SUPPORT_THRESHOLD = 1.0  # a restatement may only rearrange the statement's words: at 0.75 the demo kept
 # "Maya has removed every single leaf from the world" for a sentence about the lawn
 MIN_CONTENT_WORDS = 3  # fewer is small talk: "of course I have a list", "this is my cross to bear"

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-CATEGORIES = ("identity", "preferences", "relationships", "goals", "routines", "work", "style")
+CATEGORIES = ("identity", "preferences", "relationships", "goals", "routines", "work")
 CATEGORY_TITLES = {
     "identity": "Identity",
     "preferences": "Preferences",

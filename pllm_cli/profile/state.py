@@ -55,6 +55,8 @@ class ProfileState:
     def find(self, fact_id: str) -> Fact:
         """The fact with this id (or a unique prefix of it)."""
         wanted = fact_id.strip().lower()
+        if not wanted:
+            raise NotFoundError("no fact id given", hint="see the ids: pllm profile show")
         matches = [f for f in self.facts if f.id == wanted] or [f for f in self.facts if f.id.startswith(wanted)]
         if len(matches) != 1:
             problem = "no fact" if not matches else "more than one fact"
