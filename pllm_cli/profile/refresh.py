@@ -77,18 +77,16 @@ def refresh(
     _reembed_if_needed(state, embedder)
     chunk_ids = {chunk_id for chunk_id, _, _ in refs}
     new_ids = [chunk_id for chunk_id, _, _ in refs if chunk_id not in state.read]
-    formats = {record.source: (record.format, record.ingested_at) for record in index.sources()}
     who = name or "the user"
     names = tuple(me) or ((name,) if name else ())
-    grammar = fact_grammar(who)
-    categorizer = Categorizer(embedder)
+    reader = ChunkReader(index, embedder, model, who, names)
     candidates: list[NewFact] = []
     for start in range(0, len(new_ids), READ_BATCH):
         batch = index.get(new_ids[start : start + READ_BATCH])
         for chunk_id in new_ids[start : start + READ_BATCH]:
             chunk = batch.get(chunk_id)
             if chunk is not None:
-                candidates += _read_chunk(chunk, formats, names, who, model, embedder, categorizer, grammar, report)
+                candidates += reader.read(chunk, report)
             report.chunks_read += 1
             if on_progress:
                 on_progress(Progress(report.chunks_read, len(new_ids), report.statements))
@@ -108,45 +106,48 @@ def refresh(
     return report
 
 
-def _read_chunk(
-    chunk: Chunk,
-    formats: dict[str, tuple[str, str]],
-    me: Collection[str],
-    name: str,
-    model: StructuredModel,
-    embedder: Embedder,
-    categorizer: Categorizer,
-    grammar: str,
-    report: RefreshReport,
-) -> list[NewFact]:
-    source_format, ingested_at = formats.get(chunk.source, ("", ""))
-    found = statements(chunk, me, source_format=source_format, ingested_at=ingested_at)
-    if not found:
-        return []
-    report.statements += len(found)
-    restated: list[Candidate] = [restate(model, statement, name, grammar) for statement in found]
-    report.restated += sum(c.restated for c in restated)
-    report.quoted += sum(not c.restated for c in restated)
-    vectors = embedder.embed([c.text for c in restated] + [s.text for s in found])
-    fact_vectors, statement_vectors = vectors[: len(found)], vectors[len(found) :]
-    categories = categorizer.categories(statement_vectors)
-    facts = []
-    for candidate, vector, category in zip(restated, fact_vectors, categories, strict=True):
-        statement = candidate.statement
-        slot, value = slot_of(statement.text) if statement.origin == "self" else ("", "")
-        facts.append(
-            NewFact(
-                category=category,
-                text=candidate.text,
-                origin=statement.origin,
-                evidence=statement.evidence,
-                vector=tuple(float(v) for v in vector),
-                restated=candidate.restated,
-                slot=slot,
-                value=value,
+class ChunkReader:
+    """Turns one memory chunk into candidate facts: statements, restated by the model, embedded, classified."""
+
+    def __init__(
+        self, index: ChunkIndex, embedder: Embedder, model: StructuredModel, name: str, me: Collection[str]
+    ) -> None:
+        self.formats = {record.source: (record.format, record.ingested_at) for record in index.sources()}
+        self.embedder = embedder
+        self.model = model
+        self.name = name
+        self.me = me
+        self.grammar = fact_grammar(name)
+        self.categorizer = Categorizer(embedder)
+
+    def read(self, chunk: Chunk, report: RefreshReport) -> list[NewFact]:
+        source_format, ingested_at = self.formats.get(chunk.source, ("", ""))
+        found = statements(chunk, self.me, source_format=source_format, ingested_at=ingested_at)
+        if not found:
+            return []
+        report.statements += len(found)
+        restated: list[Candidate] = [restate(self.model, s, self.name, self.grammar) for s in found]
+        report.restated += sum(c.restated for c in restated)
+        report.quoted += sum(not c.restated for c in restated)
+        vectors = self.embedder.embed([c.text for c in restated] + [s.text for s in found])
+        categories = self.categorizer.categories(vectors[len(found) :])  # by what was said, not the restatement
+        facts = []
+        for candidate, vector, category in zip(restated, vectors[: len(found)], categories, strict=True):
+            statement = candidate.statement
+            slot, value = slot_of(statement.text) if statement.origin == "self" else ("", "")
+            facts.append(
+                NewFact(
+                    category=category,
+                    text=candidate.text,
+                    origin=statement.origin,
+                    evidence=statement.evidence,
+                    vector=tuple(float(v) for v in vector),
+                    restated=candidate.restated,
+                    slot=slot,
+                    value=value,
+                )
             )
-        )
-    return facts
+        return facts
 
 
 def _reembed_if_needed(state: ProfileState, embedder: Embedder) -> None:
