@@ -8,6 +8,7 @@ from pllm_cli import __version__
 from pllm_cli.cli.console import out, print_json
 from pllm_cli.context import AppContext
 from pllm_cli.errors import PllmError
+from pllm_cli.personas import describe
 
 
 def register(app: typer.Typer) -> None:
@@ -26,6 +27,7 @@ def status(ctx: typer.Context, json_output: bool = typer.Option(False, "--json",
     app_ctx: AppContext = ctx.obj
     config = app_ctx.config
     store = app_ctx.store
+    persona = describe(app_ctx.paths)
     data = {
         "version": __version__,
         "persona": app_ctx.paths.persona,
@@ -34,7 +36,7 @@ def status(ctx: typer.Context, json_output: bool = typer.Option(False, "--json",
         "embedding_model": _model_path(lambda: app_ctx.embedder.path),
         "context_size": config.context_size,
         "memory": {"sources": len(store.sources()), "chunks": store.count()},
-        "profile": app_ctx.paths.profile_file.exists(),
+        "profile": {"version": persona.profile_version, "facts": persona.facts},
         "me": config.me,
     }
     if json_output:
