@@ -496,7 +496,7 @@ def test_a_newer_value_of_a_slot_supersedes_the_older_and_an_older_one_arriving_
     assert porto.active
     late = merge(state, [residence(FARO, "2024-01-01 10:00", "c3")], "Maya")
     faro = by_text(state)[FARO[0]]
-    assert late.added == [faro.id] and late.superseded == [faro.id]
+    assert late.added == [faro.id] and late.superseded == []  # born superseded: added, no existing fact changed
     assert (faro.status, faro.superseded_by) == ("superseded", porto.id)
     assert [f.text for f in state.active] == [PORTO[0]]
 
@@ -999,3 +999,57 @@ def test_another_process_holding_the_lock_makes_us_wait_until_it_lets_go(tmp_pat
         release.set()
         child.join(5)
     assert child.exitcode == 0
+
+
+# --- findings of the review: re-cut chats, negations, who a sentence is about --------------------------------
+
+
+def test_a_superseded_fact_read_again_from_a_re_cut_chunk_is_not_duplicated() -> None:
+    state = ProfileState()
+    merge(state, [residence(LISBON, "2025-03-01 10:00", "c1")], "Maya")
+    merge(state, [residence(PORTO, "2026-01-01 10:00", "c2")], "Maya")
+    again = residence(LISBON, "2025-03-01 10:00", "c1")  # the same message in a chunk re-cut as "c1b"
+    moved = NewFact(
+        again.category,
+        again.text,
+        again.origin,
+        Evidence("c1b", CHAT_SOURCE, again.evidence.quote, again.evidence.message_ids, again.evidence.said_at, "Maya"),
+        again.vector,
+        again.restated,
+        again.slot,
+        again.value,
+    )
+    report = merge(state, [moved], "Maya")
+    assert report.added == [] and report.superseded == [] and report.confirmed == []
+    lisbon = [f for f in state.facts if f.text == LISBON[0]]
+    assert len(lisbon) == 1 and lisbon[0].status == "superseded"
+    assert [e.chunk_id for e in lisbon[0].evidence] == ["c1b"], "the evidence follows the message to its new chunk"
+
+
+@pytest.mark.parametrize(
+    ("fact", "statement"),
+    [
+        ("Maya eats meat.", "I never eat meat anymore, not since last year."),
+        ("Maya has a dog.", "I have never had a dog in my life."),
+        ("Maya eats meat.", "I don't eat meat."),
+        ("Maya moves to Berlin.", "If I moved to Berlin I would miss the sea."),
+    ],
+)
+def test_a_restatement_that_drops_a_negation_or_a_condition_is_not_supported(fact: str, statement: str) -> None:
+    assert support(fact, statement, "Maya") == 0.0
+
+
+def test_a_restatement_that_keeps_the_negation_is_supported() -> None:
+    assert support("Maya never eats meat.", "I never eat meat.", "Maya") == 1.0
+
+
+def test_another_speaker_talking_about_themselves_is_not_reported_about_the_user() -> None:
+    chunk = chat_chunk(("Jonas", "I told Maya that I am moving to Berlin next spring."), ("Maya", "oh wow"))
+    assert found(chunk) == []
+
+
+def test_we_in_a_document_is_not_the_user() -> None:
+    chunk = text_chunk("In this paper we propose a novel method for graph partitioning at scale.")
+    assert found(chunk, source_format="pdf") == []
+    mine = text_chunk("I rewrote the partitioning method for our team in the spring.")
+    assert [s.text for s in found(mine, source_format="pdf")] == [mine.text]

@@ -737,3 +737,40 @@ def test_personas_remove(run: Any, work_persona: Path, home: Path) -> None:
     assert [r["name"] for r in json.loads(ok(run("profiles", "list", "--json")).stdout)] == ["default"]
     assert_clean_error(run("profiles", "remove", "work", "--yes"), ExitCode.NOT_FOUND, "no persona 'work'", "Hint: ")
     assert_clean_error(run("profiles", "remove", "nobody", "-y"), ExitCode.NOT_FOUND, "no persona 'nobody'")
+
+
+# --- review findings: forgotten text leaves the history, `me` changes, damaged or newer profiles -------------
+
+
+def test_a_forgotten_fact_leaves_no_text_in_the_history(run: Any, profiled: dict[str, Any], home: Path) -> None:
+    fact = show_json(run)["facts"][0]
+    ok(run("profile", "forget", fact["id"]))
+    history = Paths(home).profile_history_dir
+    snapshots = [path.read_text(encoding="utf-8") for path in history.glob("*.json")]
+    assert len(snapshots) >= 2 and not any(fact["text"] in text for text in snapshots)
+    assert any(fact["id"] in text for text in snapshots), "the id stays, so diffs still show what happened"
+
+
+def test_naming_yourself_after_a_refresh_reads_memory_again(run: Any, fake_models: Any) -> None:
+    ok(run("ingest", EXAMPLES / "chats"))
+    first = refresh_json(run)
+    ok(run("config", "set", "me", "Maya"))
+    again = refresh_json(run)
+    assert again["chunks_read"] == first["chunks_read"] > 0, "every chunk is read again as Maya's"
+    assert again["statements"] > first["statements"]
+
+
+def test_rebuild_recovers_a_damaged_profile(run: Any, profiled: dict[str, Any], home: Path) -> None:
+    Paths(home).profile_file.write_text("{ damaged", encoding="utf-8")
+    assert_clean_error(run("profile", "show"), ExitCode.STORE, "damaged", "--rebuild")
+    rebuilt = json.loads(ok(run("profile", "refresh", "--rebuild", "--json")).stdout)
+    assert rebuilt["saved"] and rebuilt["facts"] > 0
+    assert rebuilt["version"] > profiled["version"], "versions go on after the damaged one"
+    ok(run("profile", "show"))
+
+
+def test_a_profile_from_a_newer_pllm_is_not_called_damaged(run: Any, profiled: dict[str, Any], home: Path) -> None:
+    path = Paths(home).profile_file
+    data = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(json.dumps({**data, "format": 99}), encoding="utf-8")
+    assert_clean_error(run("profile", "show"), ExitCode.STORE, "newer pllm", "upgrade")

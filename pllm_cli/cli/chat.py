@@ -40,8 +40,11 @@ def _session(app: AppContext, *, no_memory: bool, no_profile: bool, seed: int | 
     files = ProfileFiles(app.paths)
     profile: str | PromptProfile = ""
     if not no_profile and files.exists:
-        model = app.model
-        profile = PromptProfile(files.load(), lambda text: app.embedder.embed([text])[0], model.count_tokens)
+        state = files.load()
+        embedder = app.embedder
+        same_model = state.embedding_model == embedder.name
+        embed = (lambda text: embedder.embed([text])[0]) if same_model else None
+        profile = PromptProfile(state, embed, app.model.count_tokens)
     return ChatSession(app.model, retriever, profile=profile, name=config.display_name, settings=settings)
 
 

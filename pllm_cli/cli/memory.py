@@ -11,7 +11,7 @@ import typer
 
 from pllm_cli.cli.console import err, out, print_json
 from pllm_cli.context import AppContext
-from pllm_cli.errors import BusyError, InputError, NotFoundError
+from pllm_cli.errors import BusyError, InputError, NotFoundError, PllmError
 from pllm_cli.ingest.pipeline import IngestOptions, forget_by_rule
 from pllm_cli.memory.forgetting import ForgetRule
 from pllm_cli.memory.index import ChunkIndex
@@ -218,4 +218,7 @@ def _drop_profile_facts(app_ctx: AppContext, index: ChunkIndex) -> tuple[list[Fa
         with profile_lock(files, wait=PROFILE_WAIT_SECONDS):
             return drop_facts_of_forgotten_memory(files, index), False
     except BusyError:
+        return [], True
+    except PllmError as error:  # memory is already forgotten: the profile must not turn that into a failure
+        err().print(f"warning: the profile was not updated: {error.message}", markup=False, style="yellow")
         return [], True

@@ -90,7 +90,10 @@ directory (`~/.local/share/pllm` on Linux). `pllm status` prints every path.
 $PLLM_HOME/
   config.toml
   personas/<name>/             one per --profile NAME (PLLM_PROFILE); "default" unless chosen
-    profile.md                 the profile: plain markdown, yours to edit
+    profile.json               the profile: facts with their sources, writing style (pllm profile show)
+    profile-read.txt           the memory chunks the profile has read
+    profile-history/           one snapshot per profile version (pllm profile history, diff)
+    profile.lock               held by a refresh, pin or forget
     memory/index.sqlite3       sources, chunk texts and metadata, the BM25 (FTS5) index
     memory/chroma/             the vector store (Chroma)
 ```

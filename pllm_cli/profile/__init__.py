@@ -1,1 +1,1 @@
-"""The user's profile: summarized from memory, stored as a markdown file the user may edit."""
+"""The user's profile: facts with provenance extracted from memory, merged, versioned and put into prompts."""

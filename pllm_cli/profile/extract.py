@@ -34,7 +34,17 @@ USER_WRITTEN_FORMATS = frozenset({"markdown", "text", "docx", "mail", "pdf"})  #
 
 _SENTENCE = re.compile(r"(?<=[.!?…])\s+|\n+")
 _FIRST_PERSON = re.compile(r"\b(i|i'm|i've|i'll|i'd|im|ive|my|me|mine|myself|we|our|us)\b", re.IGNORECASE)
+_FIRST_PERSON_SINGULAR = re.compile(r"\b(i|i'm|i've|i'll|i'd|my|me|mine|myself)\b", re.IGNORECASE)  # "we" in a
+# document is usually its authors ("in this paper we propose"), not the user
 _SECOND_PERSON = re.compile(r"\b(you|you're|you've|your|yours|yourself)\b", re.IGNORECASE)
+_NEGATION = re.compile(r"\b(not|no|never|nobody|nothing|none|nor|without|cannot|\w+n't|dont|cant|wont)\b", re.I)
+_HEDGE = re.compile(r"\b(if|would|wish|maybe|might|used to)\b", re.IGNORECASE)
+
+
+def _markers(text: str) -> tuple[bool, bool]:
+    return bool(_NEGATION.search(text)), bool(_HEDGE.search(text))
+
+
 _PERSONAL = re.compile(_FIRST_PERSON.pattern + "|" + _SECOND_PERSON.pattern, re.IGNORECASE)  # not restated
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?", re.UNICODE)
 _EXTRA_STOP = frozenset(
@@ -96,9 +106,9 @@ def statements(chunk: Chunk, me: Collection[str], *, source_format: str, ingeste
                 if turn.by_user:
                     if _FIRST_PERSON.search(sentence):
                         found.append(Statement(sentence, "self", evidence))
-                elif (names and names.search(sentence)) or (
-                    one_to_one and _SECOND_PERSON.search(sentence) and not _FIRST_PERSON.search(sentence)
-                ):
+                elif not _FIRST_PERSON_SINGULAR.search(sentence) and (
+                    (names and names.search(sentence)) or (one_to_one and _SECOND_PERSON.search(sentence))
+                ):  # about the user, not about the speaker ("I told Maya I am moving")
                     found.append(Statement(sentence, "reported", evidence))
         return found
     if source_format not in USER_WRITTEN_FORMATS:
@@ -111,7 +121,7 @@ def statements(chunk: Chunk, me: Collection[str], *, source_format: str, ingeste
     body = chunk.text.split("\n\n", 1)[-1] if chunk.heading and chunk.text.startswith(chunk.heading) else chunk.text
     when = chunk.start_time[:16].replace("T", " ") or ingested_at[:16].replace("T", " ")
     for sentence in _sentences(body):
-        if _FIRST_PERSON.search(sentence) and len(content_words(sentence)) >= MIN_CONTENT_WORDS:
+        if _FIRST_PERSON_SINGULAR.search(sentence) and len(content_words(sentence)) >= MIN_CONTENT_WORDS:
             found.append(
                 Statement(sentence, "self", Evidence(chunk.id, chunk.source, sentence, chunk.message_ids, when))
             )
@@ -132,9 +142,10 @@ def content_words(text: str, ignore: Collection[str] = ()) -> set[str]:
 
 
 def support(fact: str, statement: str, name: str) -> float:
-    """The share of the fact's content words (the user's name aside) found in the statement; 0 if none."""
+    """The share of the fact's content words (the user's name aside) found in the statement; 0 if none, or if
+    one of them negates or hedges and the other does not ("I never eat meat" is not "Maya eats meat")."""
     words = content_words(fact, ignore=name.split())
-    if not words:
+    if not words or _markers(fact) != _markers(statement):
         return 0.0
     return len(words & content_words(statement)) / len(words)
 

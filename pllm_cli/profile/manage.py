@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from pllm_cli.embedding import Embedder
-from pllm_cli.errors import InputError
+from pllm_cli.errors import InputError, StoreError
 from pllm_cli.locking import exclusive
 from pllm_cli.memory.index import ChunkIndex
 from pllm_cli.profile.classify import Categorizer
@@ -38,10 +38,15 @@ def refresh_profile(
     on_progress: Callable[[Progress], None] | None = None,
 ) -> RefreshReport:
     """Refresh and save as a new version if anything changed (the caller holds the lock)."""
-    state = files.load()
     if rebuild:
+        try:
+            state = files.load()
+        except StoreError:  # a damaged profile: start again (its history stays)
+            state = ProfileState(version=max((v["version"] for v in files.history(all_saved=True)), default=0))
         state.facts = [f for f in state.facts if f.origin == "pinned"]
         state.read = set()
+    else:
+        state = files.load()
     report = refresh(state, index, embedder, model, name=name, me=me, on_progress=on_progress)
     if report.saved:
         files.save(state, "rebuild" if rebuild else "refresh", report.to_dict())
@@ -59,7 +64,8 @@ def pin(files: ProfileFiles, text: str, embedder: Embedder, category: str | None
         raise InputError(f"unknown category {category!r}", hint="use one of: " + ", ".join(CATEGORIES))
     state = files.load()
     vector = embedder.embed([text])[0]
-    fact = pinned_fact(text, category or Categorizer(embedder).categories([vector])[0], vector, now())
+    when = now()[:16].replace("T", " ")  # the form evidence times take: "2026-01-27 21:15"
+    fact = pinned_fact(text, category or Categorizer(embedder).categories([vector])[0], vector, when)
     if any(f.id == fact.id and f.active for f in state.facts):
         return fact
     state.facts = [f for f in state.facts if f.id != fact.id] + [fact]
@@ -77,6 +83,7 @@ def forget(files: ProfileFiles, fact_id: str) -> Fact:
     if fact.vector:
         state.forgotten.append(fact.vector)
     files.save(state, "forget", {"added": [], "changed": [], "removed": [fact.id]})
+    files.scrub(fact.id)
     return fact
 
 

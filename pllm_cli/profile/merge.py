@@ -122,7 +122,12 @@ def merge(state: ProfileState, candidates: Sequence[NewFact], name: str) -> Merg
     if not candidates:
         return report
     index = _Index(state, max((len(c.vector) for c in candidates), default=0))
+    held = {_said(e): f.id for f in state.facts for e in f.evidence}
     for new in sorted(candidates, key=lambda c: c.evidence.said_at):
+        if _said(new.evidence) in held:  # read before (a grown chat re-cut into new chunks): refresh the chunk id
+            holder = next(f for f in state.facts if f.id == held[_said(new.evidence)])
+            _confirm(state, holder, new)
+            continue
         if index.was_forgotten(new.vector):
             report.dropped_as_forgotten += 1
             continue
@@ -144,12 +149,14 @@ def merge(state: ProfileState, candidates: Sequence[NewFact], name: str) -> Merg
             value=new.value,
             vector=new.vector,
         )
-        rival = next((f for f in state.active if new.slot and f.slot == new.slot and f.value != new.value), None)
-        if rival is not None:
-            if rival.origin == "pinned" or not _later(new.evidence.said_at, rival.last_confirmed):
-                fact = fact.with_(status="superseded", superseded_by=rival.id)
-                report.superseded.append(fact.id)
-            else:
+        rivals = [f for f in state.active if new.slot and f.slot == new.slot and f.value != new.value]
+        winner = next((f for f in rivals if f.origin == "pinned"), None) or next(
+            (f for f in rivals if not _later(new.evidence.said_at, f.last_confirmed)), None
+        )
+        if winner is not None:
+            fact = fact.with_(status="superseded", superseded_by=winner.id)
+        else:
+            for rival in rivals:
                 state.replace_fact(rival.with_(status="superseded", superseded_by=fact.id))
                 report.superseded.append(rival.id)
         state.facts.append(fact)

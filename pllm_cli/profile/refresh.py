@@ -74,11 +74,14 @@ def refresh(
     refs = list(index.chunk_refs())
     if not refs and not state.facts:
         raise NotFoundError("memory is empty: there is nothing to build a profile from", hint="pllm ingest PATH")
-    _reembed_if_needed(state, embedder)
+    names = tuple(me) or ((name,) if name else ())
+    if state.me != sorted(n.casefold() for n in names):  # who "I" is changed: read everything again
+        state.read = set()
+        state.me = sorted(n.casefold() for n in names)
+    model_changed = _reembed_if_needed(state, embedder)
     chunk_ids = {chunk_id for chunk_id, _, _ in refs}
     new_ids = [chunk_id for chunk_id, _, _ in refs if chunk_id not in state.read]
     who = name or "the user"
-    names = tuple(me) or ((name,) if name else ())
     reader = ChunkReader(index, embedder, model, who, names)
     candidates: list[NewFact] = []
     for start in range(0, len(new_ids), READ_BATCH):
@@ -94,7 +97,7 @@ def refresh(
     messages = {(source, m) for _, source, ids in refs for m in ids}
     report.merge.removed = prune(state, chunk_ids, messages)
     style = writing_style(list(user_messages((c for c in index.iter_chunks() if c.kind == "chat"), names)))
-    changed = bool(report.merge.added or report.merge.changed or report.merge.removed)
+    changed = bool(report.merge.added or report.merge.changed or report.merge.removed or model_changed)
     changed = changed or style.to_dict() != state.style or state.name != who or state.read != chunk_ids
     state.read = chunk_ids
     state.style = style.to_dict()
@@ -150,19 +153,20 @@ class ChunkReader:
         return facts
 
 
-def _reembed_if_needed(state: ProfileState, embedder: Embedder) -> None:
+def _reembed_if_needed(state: ProfileState, embedder: Embedder) -> bool:
     """Facts embedded by another model (or not at all, pinned by hand) get vectors from this one."""
     import numpy
 
     stale = [f for f in state.facts if not f.vector or state.embedding_model != embedder.name]
     if not stale:
-        return
+        return False
     vectors = embedder.embed([f.text for f in stale])
     fresh = {f.id: tuple(float(v) for v in numpy.asarray(vec)) for f, vec in zip(stale, vectors, strict=True)}
     state.facts = [f.with_(vector=fresh[f.id]) if f.id in fresh else f for f in state.facts]
     if state.embedding_model != embedder.name:
-        state.forgotten = []  # their vectors cannot be compared any more; the facts stay gone from memory
+        state.forgotten = []  # their vectors cannot be compared any more
     state.embedding_model = embedder.name
+    return True
 
 
 def pinned_fact(text: str, category: str, vector: Any, when: str) -> Fact:

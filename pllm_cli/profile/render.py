@@ -114,7 +114,7 @@ def select(
     style = WritingStyle.from_dict(state.style) if state.style else None
     if style is not None and style.messages and wants_my_voice(question):
         selection.voice = add(style.voice_instructions(state.name))
-    scores = _relevance(others, question_vector)
+    scores = _relevance(others, question_vector) if question_vector is not None else [1.0] * len(others)
     ranked = sorted(zip(others, scores, strict=True), key=lambda p: p[1] * (0.5 + 0.5 * p[0].confidence), reverse=True)
     for fact, _ in ranked:
         (selection.used if add(fact_line(fact)) else selection.cut).append(fact.id)
@@ -125,14 +125,17 @@ def select(
 class PromptProfile:
     """The profile for `ChatSession`: for each question, the facts that fit the room they are given."""
 
-    def __init__(self, state: ProfileState, embed: Callable[[str], Sequence[float]], count: TokenCounter) -> None:
+    def __init__(
+        self, state: ProfileState, embed: Callable[[str], Sequence[float]] | None, count: TokenCounter
+    ) -> None:
+        """`embed` None (the profile was embedded by another model): facts are ranked by confidence alone."""
         self.state = state
         self.embed = embed
         self.count = count
 
     def __call__(self, question: str, room: int) -> ProfileSelection:
         ranked = any(f.origin != "pinned" for f in self.state.active)
-        vector = self.embed(question) if ranked else None
+        vector = self.embed(question) if ranked and self.embed is not None else None
         return select(self.state, question, vector, room, self.count)
 
     def __str__(self) -> str:

@@ -47,6 +47,7 @@ class ProfileState:
     style: dict[str, Any] = field(default_factory=dict)
     forgotten: list[tuple[float, ...]] = field(default_factory=list)  # vectors of facts the user forgot
     read: set[str] = field(default_factory=set)  # ids of the memory chunks already read
+    me: list[str] = field(default_factory=list)  # the user's names when they were read
 
     @property
     def active(self) -> list[Fact]:
@@ -79,6 +80,7 @@ class ProfileState:
             "updated_at": self.updated_at,
             "name": self.name,
             "embedding_model": self.embedding_model,
+            "me": self.me,
             "style": self.style,
             "forgotten": [encode_vector(v) for v in self.forgotten],
             "facts": facts,
@@ -95,6 +97,7 @@ class ProfileState:
             updated_at=str(data.get("updated_at", "")),
             name=str(data.get("name", "")),
             embedding_model=str(data.get("embedding_model", "")),
+            me=[str(n) for n in data.get("me", [])],
             facts=facts,
             style=dict(data.get("style") or {}),
             forgotten=[decode_vector(v) for v in data.get("forgotten", [])],
@@ -133,6 +136,11 @@ class ProfileFiles:
             data = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(data, dict):
                 raise TypeError("not a JSON object")
+            if int(data.get("format", FORMAT_VERSION)) > FORMAT_VERSION:
+                raise StoreError(
+                    f"the profile {path} was written by a newer pllm",
+                    hint="upgrade pllm (pip install -U pllm); do not rebuild, that would lose it",
+                )
             state = ProfileState.from_dict(data)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise StoreError(
@@ -153,15 +161,26 @@ class ProfileFiles:
         write_private_text(self.paths.profile_file, json.dumps(state.to_dict(), ensure_ascii=False, indent=1))
         write_private_text(self.paths.profile_read_file, "\n".join(sorted(state.read)) + "\n")
 
-    def history(self) -> list[dict[str, Any]]:
-        """Every saved version up to the current one, oldest first (a snapshot left by a crash is ignored)."""
+    def history(self, *, all_saved: bool = False) -> list[dict[str, Any]]:
+        """Every saved version up to the current one, oldest first (a snapshot left by a crash is ignored,
+        unless `all_saved`)."""
         folder = self.paths.profile_history_dir
-        current = self.load().version if self.exists else 0
+        current = 10**9 if all_saved else self.load().version if self.exists else 0
         versions = []
         for path in sorted(folder.glob("*.json")) if folder.exists() else []:
             if path.stem.isdigit() and int(path.stem) <= current:
                 versions.append(json.loads(path.read_text(encoding="utf-8")))
         return versions
+
+    def scrub(self, fact_id: str) -> None:
+        """Remove a forgotten fact's text from every snapshot (its id and status stay, for the diffs)."""
+        folder = self.paths.profile_history_dir
+        for path in sorted(folder.glob("*.json")) if folder.exists() else []:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            facts = data.get("facts", [])
+            if any(f.get("id") == fact_id for f in facts):
+                data["facts"] = [{**f, "text": "(forgotten)"} if f.get("id") == fact_id else f for f in facts]
+                write_private_text(path, json.dumps(data))
 
     def version(self, number: int) -> dict[str, Any]:
         path = self.paths.profile_history_dir / f"{number:06d}.json"
