@@ -315,7 +315,7 @@ def test_killed_refresh_leaves_the_profile_whole(
         assert process.stderr is not None
         for line in process.stderr:
             lines.append(line)
-            if "read " in line:
+            if line.startswith("  read "):
                 progress.set()
 
     watcher = threading.Thread(target=watch, daemon=True)

@@ -56,7 +56,7 @@ def refresh(
             name=config.display_name,
             me=config.me_names,
             rebuild=rebuild,
-            on_progress=_progress_printer() if not app_ctx.quiet and not json_output and err().is_terminal else None,
+            on_progress=None if app_ctx.quiet or json_output else _progress_printer(),  # 11 lines: fine in a log
         )
     if json_output:
         print_json(report.to_dict())
