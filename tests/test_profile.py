@@ -1053,3 +1053,22 @@ def test_we_in_a_document_is_not_the_user() -> None:
     assert found(chunk, source_format="pdf") == []
     mine = text_chunk("I rewrote the partitioning method for our team in the spring.")
     assert [s.text for s in found(mine, source_format="pdf")] == [mine.text]
+
+
+def test_a_looping_restatement_is_not_kept() -> None:
+    statement = Statement(
+        "Starting my own business sounds awesome to me.",
+        "self",
+        Evidence("c1", CHAT_SOURCE, "Starting my own business sounds awesome to me.", ("m1",), "", "Maya"),
+    )
+    looping = "Maya starting own business, starting own business, starting own business."
+
+    class Looping:
+        name = "looping"
+
+        def complete(self, messages: Sequence[ChatMessage], *, grammar: str, max_tokens: int) -> str:
+            return json.dumps({"fact": looping})
+
+    assert support(looping, statement.text, "Maya") == 1.0, "the words alone would pass"
+    candidate = restate(Looping(), statement, "Maya", fact_grammar("Maya"))
+    assert not candidate.restated and candidate.text == 'Maya: "Starting my own business sounds awesome to me."'

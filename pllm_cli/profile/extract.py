@@ -150,6 +150,13 @@ def support(fact: str, statement: str, name: str) -> float:
     return len(words & content_words(statement)) / len(words)
 
 
+def _repeats(text: str) -> bool:
+    """A three-word run said twice: the small model looping ("starting his own business, starting his own")."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    runs = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
+    return len(runs) != len(set(runs))
+
+
 def quoted(statement: Statement, name: str) -> str:
     who = name if statement.origin == "self" else statement.evidence.speaker or "someone"
     return f'{who}: "{statement.text}"'
@@ -198,7 +205,12 @@ def restate(model: StructuredModel, statement: Statement, name: str, grammar: st
         text = str(json.loads(answer)["fact"]).strip()
     except (ValueError, KeyError, TypeError):  # cannot happen under the grammar; never trusted blindly either
         text = ""
-    if text and not _PERSONAL.search(text) and support(text, statement.text, name) >= SUPPORT_THRESHOLD:
+    if (
+        text
+        and not _PERSONAL.search(text)
+        and not _repeats(text)
+        and support(text, statement.text, name) >= SUPPORT_THRESHOLD
+    ):
         if text[-1] not in ".!":
             text += "."
         return Candidate(text, statement, restated=True)
