@@ -10,10 +10,10 @@ from pllm_cli.cli.console import err, out, print_json
 from pllm_cli.context import AppContext
 from pllm_cli.errors import InputError
 from pllm_cli.profile.facts import CATEGORIES
-from pllm_cli.profile.manage import current_facts, diff, forget, pin, profile_lock, refresh_profile
+from pllm_cli.profile.manage import diff, forget, pin, profile_lock, refresh_profile
 from pllm_cli.profile.refresh import Progress
 from pllm_cli.profile.render import describe
-from pllm_cli.profile.state import ProfileFiles
+from pllm_cli.profile.state import ProfileFiles, fact_summaries
 
 app = typer.Typer(help="Your profile: facts about you with their sources, and how you write.", no_args_is_help=True)
 
@@ -193,7 +193,7 @@ def diff_command(
         if base < 0:
             raise InputError(f"there is no profile version {base}", hint="see them: pllm profile history")
         old = files.version(base)["facts"]
-    changes = diff(old, current_facts(state))
+    changes = diff(old, fact_summaries(state.facts))
     if json_output:
         print_json({"from": base, "to": state.version, **changes})
         return

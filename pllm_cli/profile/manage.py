@@ -10,10 +10,10 @@ from pllm_cli.embedding import Embedder
 from pllm_cli.errors import InputError, StoreError
 from pllm_cli.locking import exclusive
 from pllm_cli.memory.index import ChunkIndex
-from pllm_cli.profile.classify import Categorizer
+from pllm_cli.profile.classify import Categorizer, slot_of
 from pllm_cli.profile.facts import CATEGORIES, Fact
-from pllm_cli.profile.merge import prune, revive
-from pllm_cli.profile.refresh import Progress, RefreshReport, pinned_fact, refresh
+from pllm_cli.profile.merge import memory_keys, prune, revive
+from pllm_cli.profile.refresh import Progress, RefreshReport, refresh
 from pllm_cli.profile.state import ProfileFiles, ProfileState, now
 from pllm_cli.runtime import StructuredModel
 
@@ -74,6 +74,24 @@ def pin(files: ProfileFiles, text: str, embedder: Embedder, category: str | None
     return fact
 
 
+def pinned_fact(text: str, category: str, vector: Any, when: str) -> Fact:
+    """A fact the user states; it holds its slot ("I live in Lisbon") against anything extracted later."""
+    import numpy
+
+    return Fact(
+        id=Fact.make_id(category, text, "pinned"),
+        category=category,
+        text=text,
+        origin="pinned",
+        first_seen=when,
+        last_confirmed=when,
+        confidence=1.0,
+        slot=slot_of(text)[0],
+        value=slot_of(text)[1],
+        vector=tuple(float(v) for v in numpy.asarray(vector)),
+    )
+
+
 def forget(files: ProfileFiles, fact_id: str) -> Fact:
     """Remove a fact; its vector is kept (not its text) so that extraction never brings it back."""
     state = files.load(required=True)
@@ -92,11 +110,11 @@ def drop_facts_of_forgotten_memory(files: ProfileFiles, index: ChunkIndex) -> li
     if not files.exists:
         return []
     state = files.load()
-    refs = list(index.chunk_refs())
+    chunks, messages = memory_keys(index.chunk_refs())
     before = {f.id: f for f in state.facts}
-    removed = prune(state, {c for c, _, _ in refs}, {(s, m) for _, s, ids in refs for m in ids})
+    removed = prune(state, chunks, messages)
     if removed:
-        state.read &= {c for c, _, _ in refs}
+        state.read &= chunks
         files.save(state, "memory forget", {"added": [], "changed": [], "removed": removed})
     return [before[i] for i in removed]
 
@@ -115,8 +133,3 @@ def diff(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict[str, list
             if i in before and any(before[i][k] != after[i][k] for k in keys)
         ],
     }
-
-
-def current_facts(state: ProfileState) -> list[dict[str, Any]]:
-    keep = ("id", "category", "text", "origin", "status", "superseded_by", "confidence")
-    return [{k: v for k, v in fact.to_dict().items() if k in keep} for fact in state.facts]

@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -203,6 +203,16 @@ def _unique_id(state: ProfileState, new: NewFact) -> str:
     while (candidate := Fact.make_id(new.category, new.text, f"{new.evidence.chunk_id}{salt or ''}")) in taken:
         salt += 1
     return candidate
+
+
+def memory_keys(refs: Iterable[tuple[str, str, list[str]]]) -> tuple[set[str], set[tuple[str, str]]]:
+    """The chunk ids and (source, message id) pairs in memory, from `ChunkIndex.chunk_refs()`."""
+    chunks: set[str] = set()
+    messages: set[tuple[str, str]] = set()
+    for chunk_id, source, ids in refs:
+        chunks.add(chunk_id)
+        messages.update((source, m) for m in ids)
+    return chunks, messages
 
 
 def prune(state: ProfileState, chunks: Collection[str], messages: Collection[tuple[str, str]]) -> list[str]:

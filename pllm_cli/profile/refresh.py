@@ -14,8 +14,7 @@ from pllm_cli.memory.index import ChunkIndex
 from pllm_cli.memory.records import Chunk
 from pllm_cli.profile.classify import Categorizer, slot_of
 from pllm_cli.profile.extract import Candidate, fact_grammar, restate, statements
-from pllm_cli.profile.facts import Fact
-from pllm_cli.profile.merge import MergeReport, NewFact, merge, prune
+from pllm_cli.profile.merge import MergeReport, NewFact, memory_keys, merge, prune
 from pllm_cli.profile.state import ProfileState
 from pllm_cli.profile.style import writing_style
 from pllm_cli.profile.turns import user_messages
@@ -72,6 +71,7 @@ def refresh(
     started = time.perf_counter()
     report = RefreshReport(version=state.version)
     refs = list(index.chunk_refs())
+    chunk_ids, messages = memory_keys(refs)
     if not refs and not state.facts:
         raise NotFoundError("memory is empty: there is nothing to build a profile from", hint="pllm ingest PATH")
     names = tuple(me) or ((name,) if name else ())
@@ -79,7 +79,6 @@ def refresh(
         state.read = set()
         state.me = sorted(n.casefold() for n in names)
     model_changed = _reembed_if_needed(state, embedder)
-    chunk_ids = {chunk_id for chunk_id, _, _ in refs}
     new_ids = [chunk_id for chunk_id, _, _ in refs if chunk_id not in state.read]
     who = name or "the user"
     reader = ChunkReader(index, embedder, model, who, names)
@@ -94,7 +93,6 @@ def refresh(
             if on_progress:
                 on_progress(Progress(report.chunks_read, len(new_ids), report.statements))
     report.merge = merge(state, candidates, who)
-    messages = {(source, m) for _, source, ids in refs for m in ids}
     report.merge.removed = prune(state, chunk_ids, messages)
     style = writing_style(list(user_messages((c for c in index.iter_chunks() if c.kind == "chat"), names)))
     changed = bool(report.merge.added or report.merge.changed or report.merge.removed or model_changed)
@@ -167,21 +165,3 @@ def _reembed_if_needed(state: ProfileState, embedder: Embedder) -> bool:
         state.forgotten = []  # their vectors cannot be compared any more
     state.embedding_model = embedder.name
     return True
-
-
-def pinned_fact(text: str, category: str, vector: Any, when: str) -> Fact:
-    """A fact the user states; it holds its slot ("I live in Lisbon") against anything extracted later."""
-    import numpy
-
-    return Fact(
-        id=Fact.make_id(category, text, "pinned"),
-        category=category,
-        text=text,
-        origin="pinned",
-        first_seen=when,
-        last_confirmed=when,
-        confidence=1.0,
-        slot=slot_of(text)[0],
-        value=slot_of(text)[1],
-        vector=tuple(float(v) for v in numpy.asarray(vector)),
-    )

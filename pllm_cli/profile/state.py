@@ -104,15 +104,22 @@ class ProfileState:
         )
 
 
+SUMMARY_KEYS = ("id", "category", "text", "origin", "status", "superseded_by", "confidence")
+
+
+def fact_summaries(facts: list[Fact]) -> list[dict[str, Any]]:
+    """What a version keeps of each fact (and what `profile diff` compares)."""
+    return [{k: v for k, v in fact.to_dict().items() if k in SUMMARY_KEYS} for fact in facts]
+
+
 def snapshot(state: ProfileState, reason: str, report: dict[str, Any]) -> dict[str, Any]:
     """What profile-history/ keeps of a version: the facts' ids, texts and status, and why it changed."""
-    keep = ("id", "category", "text", "origin", "status", "superseded_by", "confidence")
     return {
         "version": state.version,
         "at": state.updated_at,
         "reason": reason,
         "report": report,
-        "facts": [{k: v for k, v in fact.to_dict().items() if k in keep} for fact in state.facts],
+        "facts": fact_summaries(state.facts),
     }
 
 
