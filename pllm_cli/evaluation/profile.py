@@ -15,7 +15,6 @@ profile is built from nothing with the same refresh users run. Then:
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,10 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from pllm_cli.embedding import Embedder
-from pllm_cli.errors import InputError
-from pllm_cli.evaluation.locomo import load_locomo, parse_evidence, sample_to_chat_records, write_chat_jsonl
-from pllm_cli.ingest.pipeline import IngestOptions, ingest_paths
-from pllm_cli.memory.store import ChromaStore
+from pllm_cli.evaluation.conversations import conversation_memories
+from pllm_cli.evaluation.locomo import parse_evidence
 from pllm_cli.profile.extract import SUPPORT_THRESHOLD, support
 from pllm_cli.profile.refresh import refresh
 from pllm_cli.profile.state import ProfileState
@@ -130,28 +127,16 @@ def evaluate_profile(
     limit: int | None = None,
     on_progress: Callable[[str], None] | None = None,
 ) -> ProfileEvaluation:
-    try:
-        samples = load_locomo(path)[:limit]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{path}: not LoCoMo-format data ({exc})", hint="see ../shared/eval/README.md") from None
+    def user(sample: dict[str, Any]) -> tuple[str, ...]:
+        return (str(sample["conversation"][f"speaker_{speaker}"]),)
+
     built: list[tuple[dict[str, Any], str, ProfileState, float, int]] = []
-    for sample in samples:
-        name = str(sample["conversation"][f"speaker_{speaker}"])
-        records = sample_to_chat_records(sample)
-        with tempfile.TemporaryDirectory(prefix="pllm-eval-") as tmp:
-            data = Path(tmp) / f"{sample['sample_id']}.jsonl"
-            write_chat_jsonl(records, data)
-            store = ChromaStore(Path(tmp) / "memory", embedding_model=embedder.name)
-            try:
-                report = ingest_paths([data], store, embedder, options=IngestOptions(me=(name,)))
-                if report.failed:
-                    raise InputError(f"{path}: conversation {sample['sample_id']}: {report.failed[0].reason}")
-                state = ProfileState()
-                started = time.perf_counter()
-                refreshed = refresh(state, store.index, embedder, model, name=name, me=(name,))
-                seconds = time.perf_counter() - started
-            finally:
-                store.close()
+    for sample, records, store in conversation_memories(path, embedder, me=user, limit=limit):
+        (name,) = user(sample)
+        state = ProfileState()
+        started = time.perf_counter()
+        refreshed = refresh(state, store.index, embedder, model, name=name, me=(name,))
+        seconds = time.perf_counter() - started
         built.append((sample, name, state, seconds, len(records)))
         if on_progress:
             on_progress(

@@ -6,25 +6,20 @@ turns written as pllm's JSONL chat format, then `ingest_paths`); the user's own 
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pllm_cli.embedding import Embedder
-from pllm_cli.errors import InputError
+from pllm_cli.evaluation.conversations import conversation_memories
 from pllm_cli.evaluation.locomo import (
     aggregate,
     extract_questions,
-    load_locomo,
-    sample_to_chat_records,
     score_hits,
-    write_chat_jsonl,
 )
-from pllm_cli.ingest.pipeline import ingest_paths
 from pllm_cli.memory.retrieval import Retriever
-from pllm_cli.memory.store import SEARCH_MODES, ChromaStore, SearchMode
+from pllm_cli.memory.store import SEARCH_MODES, SearchMode
 
 POOL = 50  # hits fetched per question: more than any budget below can hold
 METRICS = ("within_512", "within_1024", "recall@5", "recall@10")
@@ -54,32 +49,17 @@ def evaluate_retrieval(
     modes: Sequence[SearchMode] = SEARCH_MODES,
     on_progress: Callable[[str], None] | None = None,
 ) -> RetrievalEvaluation:
-    try:
-        samples = load_locomo(path)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{path}: not LoCoMo-format data ({exc})", hint="see ../shared/eval/README.md") from None
     result = RetrievalEvaluation()
     scores: dict[str, list[tuple[int, dict[str, float]]]] = {mode: [] for mode in modes}
-    for sample in samples:
+    for sample, records, store in conversation_memories(path, embedder):
         questions = extract_questions(sample)
-        records = sample_to_chat_records(sample)
-        with tempfile.TemporaryDirectory(prefix="pllm-eval-") as tmp:
-            data = Path(tmp) / f"{sample['sample_id']}.jsonl"
-            write_chat_jsonl(records, data)
-            store = ChromaStore(Path(tmp) / "memory", embedding_model=embedder.name)
-            try:
-                report = ingest_paths([data], store, embedder)
-                if report.failed:
-                    raise InputError(f"{path}: conversation {sample['sample_id']}: {report.failed[0].reason}")
-                for mode in modes:
-                    retriever = Retriever(store, embedder, mode)
-                    found = retriever.search_many([q.question for q in questions], POOL) if questions else []
-                    for question, hits in zip(questions, found, strict=True):
-                        as_dicts = [{"text": h.chunk.text, "message_ids": list(h.chunk.message_ids)} for h in hits]
-                        scores[mode].append((question.category, score_hits(as_dicts, question.evidence)))
-                result.chunks += store.count()
-            finally:
-                store.close()
+        for mode in modes:
+            retriever = Retriever(store, embedder, mode)
+            found = retriever.search_many([q.question for q in questions], POOL) if questions else []
+            for question, hits in zip(questions, found, strict=True):
+                as_dicts = [{"text": h.chunk.text, "message_ids": list(h.chunk.message_ids)} for h in hits]
+                scores[mode].append((question.category, score_hits(as_dicts, question.evidence)))
+        result.chunks += store.count()
         result.conversations += 1
         result.turns += len(records)
         result.questions += len(questions)
