@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pllm_cli.errors import InputError
-from pllm_cli.memory.records import Hit
+from pllm_cli.memory.passages import Passage
 from pllm_cli.memory.retrieval import Retriever
 from pllm_cli.profile.render import ProfileSelection
-from pllm_cli.prompting import Budget, PromptPlan, build_messages
+from pllm_cli.prompting import Budget, PromptPlan, build_messages, memory_cost
 from pllm_cli.runtime import ChatMessage, ChatModel
 
 
@@ -21,7 +21,7 @@ class GenerationSettings:
     max_tokens: int = 256
     temperature: float = 0.0
     seed: int | None = None
-    k: int = 12
+    k: int = 12  # most memories in the prompt; memory_tokens decides first
     memory_tokens: int = 512
     profile_tokens: int = 256
 
@@ -41,7 +41,7 @@ class Reply:
 
     question: str
     plan: PromptPlan
-    hits: list[Hit]
+    memories: list[Passage]  # retrieved for the question; plan.used_memories are those in the prompt
     _tokens: Iterator[str]
     _on_done: Any
     timings: dict[str, float] = field(default_factory=dict)
@@ -71,7 +71,7 @@ class Reply:
         return {
             "question": self.question,
             "answer": self.text,
-            "sources": [hit.to_dict() for hit in self.plan.used_hits],
+            "sources": [memory.to_dict() for memory in self.plan.used_memories],
             "prompt": self.plan.to_dict(),
             "completion_pieces": self.completion_tokens,
             "timings": {key: round(value, 3) for key, value in self.timings.items()},
@@ -102,9 +102,10 @@ class ChatSession:
             raise InputError("the question is empty", hint='ask something: pllm ask "what is on my list?"')
         started = time.perf_counter()
         timings: dict[str, float] = {}
-        hits: list[Hit] = []
+        memories: list[Passage] = []
         if self.retriever is not None:
-            hits = self.retriever.search(question, self.settings.k)
+            cost = memory_cost(self.model.count_tokens)
+            memories = self.retriever.recall(question, self.settings.memory_tokens, cost, limit=self.settings.k)
             timings["retrieve_s"] = time.perf_counter() - started
         budget = Budget(
             context_size=self.model.context_size,
@@ -114,7 +115,7 @@ class ChatSession:
         )
         plan = build_messages(
             question,
-            hits=hits,
+            memories=memories,
             profile=self.profile if isinstance(self.profile, str) else self._profile_for(question),
             history=self.history,
             budget=budget,
@@ -129,7 +130,7 @@ class ChatSession:
             temperature=self.settings.temperature,
             seed=self.settings.seed,
         )
-        reply = Reply(question, plan, hits, tokens, self._remember, timings)
+        reply = Reply(question, plan, memories, tokens, self._remember, timings)
         self.last = reply
         return reply
 

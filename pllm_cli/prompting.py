@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pllm_cli.errors import TooLongError
-from pllm_cli.memory.records import Hit
+from pllm_cli.memory.passages import Passage
 from pllm_cli.profile.render import ProfileSelection
 from pllm_cli.runtime import ChatMessage
 
@@ -41,8 +41,8 @@ class Budget:
 class PromptPlan:
     messages: list[ChatMessage]
     tokens: dict[str, int]
-    used_hits: list[Hit]
-    dropped_hits: list[Hit] = field(default_factory=list)
+    used_memories: list[Passage]
+    dropped_memories: list[Passage] = field(default_factory=list)
     dropped_turns: int = 0
     profile_truncated: bool = False
     profile: ProfileSelection = field(default_factory=ProfileSelection)
@@ -50,18 +50,21 @@ class PromptPlan:
     def to_dict(self) -> dict[str, Any]:
         return {
             "tokens": self.tokens,
-            "memories_used": len(self.used_hits),
-            "memories_dropped": len(self.dropped_hits),
+            "memories_used": len(self.used_memories),
+            "memories_dropped": len(self.dropped_memories),
             "history_turns_dropped": self.dropped_turns,
             "profile_truncated": self.profile_truncated,
             "profile": {"tokens": self.tokens.get("profile", 0), **self.profile.to_dict()},
         }
 
 
-def format_memory(number: int, hit: Hit) -> str:
-    chunk = hit.chunk
-    origin = Path(chunk.source).name
-    return f"[{number}] from {origin}:\n{chunk.text.strip()}"
+def format_memory(number: int, memory: Passage) -> str:
+    return f"[{number}] from {Path(memory.source).name}:\n{memory.text.strip()}"
+
+
+def memory_cost(count: TokenCounter) -> Callable[[Passage], int]:
+    """What a memory costs in the prompt, for packing memories into its budget (memory/passages.py)."""
+    return lambda memory: count(format_memory(1, memory)) + 2
 
 
 def truncate_to_tokens(text: str, limit: int, count: TokenCounter) -> tuple[str, bool]:
@@ -89,7 +92,7 @@ def truncate_to_tokens(text: str, limit: int, count: TokenCounter) -> tuple[str,
 def build_messages(
     question: str,
     *,
-    hits: Sequence[Hit],
+    memories: Sequence[Passage],
     profile: ProfileSource,
     history: Sequence[ChatMessage],
     budget: Budget,
@@ -127,17 +130,17 @@ def build_messages(
     remaining -= profile_tokens
 
     memory_room = min(budget.memory_tokens, remaining)
-    used: list[Hit] = []
-    dropped: list[Hit] = []
+    used: list[Passage] = []
+    dropped: list[Passage] = []
     memory_parts: list[str] = []
     memory_tokens = 0
-    for hit in hits:
-        part = format_memory(len(used) + 1, hit)
+    for memory in memories:
+        part = format_memory(len(used) + 1, memory)
         cost = count(part) + 2
         if memory_tokens + cost > memory_room:
-            dropped.append(hit)
+            dropped.append(memory)
             continue
-        used.append(hit)
+        used.append(memory)
         memory_parts.append(part)
         memory_tokens += cost
     memory_part = "My notes:\n\n" + "\n\n".join(memory_parts) + "\n\nQuestion: " if memory_parts else ""
@@ -169,8 +172,8 @@ def build_messages(
             "history": history_tokens,
             "question": question_tokens,
         },
-        used_hits=used,
-        dropped_hits=dropped,
+        used_memories=used,
+        dropped_memories=dropped,
         dropped_turns=len(history) - len(kept_history),
         profile_truncated=truncated,
         profile=selection,

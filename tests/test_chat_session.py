@@ -34,8 +34,8 @@ def test_ask_puts_the_retrieved_note_in_the_prompt(retriever: Retriever, fake_mo
     assert prompt[0].role == "system" and "About Maya:\nIdentity: Maya" in prompt[0].content
     assert "My manager is Karin Ek." in prompt[-1].content
     assert prompt[-1].content.endswith("Question: Who is my manager?")
-    assert reply.plan.used_hits[0].chunk.source.endswith("work.md")
-    assert reply.hits and reply.question == "Who is my manager?"
+    assert reply.plan.used_memories[0].source.endswith("work.md")
+    assert reply.memories and reply.question == "Who is my manager?"
 
 
 def test_generation_settings_reach_the_model(retriever: Retriever, fake_model: Any) -> None:
@@ -44,7 +44,7 @@ def test_generation_settings_reach_the_model(retriever: Retriever, fake_model: A
     assert "".join(reply) == "Your manager is"
     call = fake_model.calls[-1]
     assert (call["max_tokens"], call["temperature"], call["seed"]) == (3, 0.7, 42)
-    assert len(reply.hits) == 1
+    assert len(reply.memories) == 1
 
 
 def test_reply_to_dict_has_sources_tokens_and_timings(retriever: Retriever, fake_model: Any) -> None:
@@ -89,7 +89,7 @@ def test_unfinished_reply_enters_history_only_through_remember_partial(fake_mode
 def test_without_retriever_there_are_no_memories(fake_model: Any) -> None:
     reply = ChatSession(fake_model, None).ask("hi")
     list(reply)
-    assert reply.hits == [] and reply.plan.used_hits == []
+    assert reply.memories == [] and reply.plan.used_memories == []
     assert "retrieve_s" not in reply.timings
     assert fake_model.messages[-1].content == "hi"
 

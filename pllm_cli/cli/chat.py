@@ -50,18 +50,17 @@ def _session(app: AppContext, *, no_memory: bool, no_profile: bool, seed: int | 
 
 def _render_sources(reply: Reply) -> None:
     console = err()
-    for number, hit in enumerate(reply.plan.used_hits, start=1):
-        chunk = hit.chunk
-        where = f" › {chunk.heading}" if chunk.heading and chunk.kind == "text" else ""
-        if chunk.kind == "chat" and chunk.start_time:
-            where = f" › {chunk.conversation} {chunk.start_time[:10]}"
-        console.print(f"  [{number}] {Path(chunk.source).name}{where}", markup=False, style="dim")
+    for number, memory in enumerate(reply.plan.used_memories, start=1):
+        where = f" › {memory.heading}" if memory.heading and memory.kind == "text" else ""
+        if memory.kind == "chat" and memory.start_time:
+            where = f" › {memory.conversation} {memory.start_time[:10]}"
+        console.print(f"  [{number}] {Path(memory.source).name}{where}", markup=False, style="dim")
 
 
 def ask(
     ctx: typer.Context,
     question: str | None = typer.Argument(None, help="Your question; read from stdin when omitted or '-'."),
-    k: int | None = typer.Option(None, "--k", "-k", envvar="PLLM_K", help="Most memories to retrieve."),
+    k: int | None = typer.Option(None, "--k", "-k", envvar="PLLM_K", help="Most memories in the prompt."),
     no_memory: bool = typer.Option(False, "--no-memory", help="Do not retrieve memories."),
     no_profile: bool = typer.Option(False, "--no-profile", help="Leave the profile out of the prompt."),
     model: Path | None = typer.Option(None, "--model", "-m", envvar="PLLM_MODEL", help=MODEL_HELP),
@@ -91,7 +90,7 @@ def ask(
     for piece in reply:
         write(piece)
     write("\n")
-    if not app.quiet and reply.plan.used_hits:
+    if not app.quiet and reply.plan.used_memories:
         err().print("Sources:", markup=False, style="dim")
         _render_sources(reply)
 
@@ -134,7 +133,7 @@ def run_repl(session: ChatSession, app: AppContext) -> None:
         if text in ("/exit", "/quit"):
             return
         if text == "/sources":
-            if session.last is None or not session.last.plan.used_hits:
+            if session.last is None or not session.last.plan.used_memories:
                 console.print("no sources yet", markup=False)
             else:
                 _render_sources(session.last)

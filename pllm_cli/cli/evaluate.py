@@ -19,12 +19,16 @@ def retrieval(
     ctx: typer.Context,
     file: Path = typer.Argument(..., help="Data in the LoCoMo format (e.g. locomo10.json)."),
     mode: list[str] = typer.Option(list(SEARCH_MODES), "--mode", help="Search modes to compare (repeatable)."),
+    ablate: bool = typer.Option(
+        False, "--ablate", help="Also run hybrid search without time awareness, then without neighbouring turns."
+    ),
     json_output: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
 ) -> None:
     """Evidence recall of memory search within 512 and 1,024 retrieved tokens, and recall@5/@10.
 
     Each conversation is ingested into its own temporary memory with the normal pipeline; every question of
-    categories 1-4 is searched in each mode; figures are percentages, overall and per category.
+    categories 1-4 is searched in each mode and its hits packed into each budget as `pllm ask` packs them;
+    figures are percentages, overall and per category.
     """
     from pllm_cli.evaluation.retrieval import evaluate_retrieval, render_table
 
@@ -40,7 +44,7 @@ def retrieval(
         if not app_ctx.quiet and not json_output:
             err().print(line, markup=False, style="dim")
 
-    evaluation = evaluate_retrieval(file, app_ctx.embedder, modes, on_progress=progress)
+    evaluation = evaluate_retrieval(file, app_ctx.embedder, modes, on_progress=progress, ablate=ablate)
     if json_output:
         print_json(evaluation.to_dict())
         return

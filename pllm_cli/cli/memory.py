@@ -15,8 +15,11 @@ from pllm_cli.errors import BusyError, InputError, NotFoundError, PllmError
 from pllm_cli.ingest.pipeline import IngestOptions, forget_by_rule
 from pllm_cli.memory.forgetting import ForgetRule
 from pllm_cli.memory.index import ChunkIndex
+from pllm_cli.memory.passages import approximate_tokens
 from pllm_cli.memory.records import Hit, SourceRecord
+from pllm_cli.memory.retrieval import POOL, Retriever
 from pllm_cli.memory.store import SEARCH_MODES
+from pllm_cli.memory.timeframes import describe
 from pllm_cli.profile.facts import Fact
 from pllm_cli.profile.manage import drop_facts_of_forgotten_memory, profile_lock
 from pllm_cli.profile.state import ProfileFiles
@@ -31,9 +34,16 @@ def search(
     query: str = typer.Argument(..., help="What to look for; '-' reads one query per line from stdin."),
     k: int = typer.Option(8, "--k", "-k", min=1, max=100, help="How many hits."),
     mode: str = typer.Option("hybrid", "--mode", help="dense, lexical or hybrid (both, fused)."),
+    tokens: int | None = typer.Option(
+        None, "--tokens", min=1, help="Instead of k hits: the best passages within this many tokens, as ask packs them."
+    ),
     json_output: bool = typer.Option(False, "--json", help="JSON on stdout (JSON Lines with '-')."),
 ) -> None:
-    """Find the memories closest to QUERY, best first."""
+    """Find the memories closest to QUERY, best first.
+
+    A question naming a time ("in May 2023", "last week") favours memories of that period. With --tokens,
+    hits become passages (a chat hit with its turn before and after) that fit the budget, as `pllm ask` uses them.
+    """
     app_ctx: AppContext = ctx.obj
     if mode not in SEARCH_MODES:
         raise InputError(f"unknown search mode {mode!r}", hint="use one of: " + ", ".join(SEARCH_MODES))
@@ -44,20 +54,34 @@ def search(
         queries = [line.strip() for line in sys.stdin if line.strip()]
         for start in range(0, len(queries), 64):
             batch = queries[start : start + 64]
-            for text, hits in zip(batch, retriever.search_many(batch, k), strict=True):
-                if json_output:
-                    print_json({"query": text, "hits": [hit.to_dict() for hit in hits]})
-                else:
+            for text, hits in zip(batch, retriever.search_many(batch, POOL if tokens else k), strict=True):
+                if not json_output:
                     out().print(f"## {text}", markup=False)
-                    _render_hits(hits)
+                _show(retriever, text, hits, tokens, json_output)
         return
     if not query.strip():
         raise InputError("the query is empty", hint="pllm memory search 'what I wrote about running'")
-    hits = retriever.search(query, k)
+    _show(retriever, query, retriever.search(query, POOL if tokens else k), tokens, json_output)
+
+
+def _show(retriever: Retriever, query: str, hits: list[Hit], tokens: int | None, json_output: bool) -> None:
+    found: dict[str, Any] = {"query": query, "periods": list(describe(retriever.periods(query)))}
+    if tokens is None:
+        found["hits"] = [hit.to_dict() for hit in hits]
+        if json_output:
+            print_json(found)
+        else:
+            _render_hits(hits)
+        return
+    passages = retriever.pack(hits, tokens, lambda p: approximate_tokens(p.text))
+    found["tokens"] = sum(approximate_tokens(p.text) for p in passages)
+    found["passages"] = [p.to_dict() for p in passages]
     if json_output:
-        print_json({"query": query, "hits": [hit.to_dict() for hit in hits]})
-    else:
-        _render_hits(hits)
+        print_json(found)
+        return
+    for number, passage in enumerate(passages, start=1):
+        out().print(f"{number}. {passage.score:.4f}  {passage.source}", markup=False, style="bold")
+        out().print("   " + passage.text.strip().replace("\n", "\n   "), markup=False)
 
 
 def _render_hits(hits: list[Hit]) -> None:

@@ -14,11 +14,15 @@ from pllm_cli.ingest.document import Document, Message, Section
 from pllm_cli.memory.records import Chunk
 
 TEXT_CHUNK_WORDS = 110  # ~1.5 wordpieces a word: stays within MiniLM's 256-wordpiece window
-# Small windows: retrieval is judged by what fits in a few hundred prompt tokens. On LoCoMo (bench/) hybrid
-# evidence recall within 512 tokens was 62.1 with windows of 6 turns / 120 words, 67.8 with 8 turns / 50 words.
-CHAT_CHUNK_WORDS = 50
-CHAT_CHUNK_TURNS = 8
+# Small windows: retrieval is judged by what fits in a few hundred prompt tokens. On LoCoMo hybrid evidence
+# recall within 512 tokens (`pllm eval retrieval`, docs/retrieval.md): windows of 6 turns / 120 words 62.1,
+# 8 / 50 67.8; with the turn before searched along and neighbours added when packing, 8 / 50 74.8, 3 / 50 77.1,
+# 3 / 40 78.3, 1 turn 78.8 (single turns would leave the profile without exchanges to read).
+CHAT_CHUNK_WORDS = 40
+CHAT_CHUNK_TURNS = 3
+CHAT_CONTEXT_TURNS = 1  # turns before a window that are embedded and indexed with it (not shown)
 CHAT_PAUSE = timedelta(hours=6)
+CHUNKING_VERSION = 2  # part of each file's content key: a new version re-reads every file at the next ingest
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
@@ -151,8 +155,13 @@ def chunk_document(document: Document, me: Collection[str] = ()) -> list[Chunk]:
     chunks: list[Chunk] = []
     for section in document.sections:
         chunks.extend(_section_chunks(document, section, len(chunks)))
+    previous: list[Message] = []
     for window in chat_windows(by_conversation(document.messages)):
         text = "\n".join(format_turn(m) for m in window)
+        same = previous and previous[-1].conversation == window[0].conversation
+        same = same and not _pause_between(previous[-1], window[0])
+        context = "\n".join(format_turn(m) for m in previous[-CHAT_CONTEXT_TURNS:]) if same else ""
+        previous = window
         position = len(chunks)
         chunks.append(
             Chunk(
@@ -168,6 +177,7 @@ def chunk_document(document: Document, me: Collection[str] = ()) -> list[Chunk]:
                 user_message_ids=tuple(m.id for m in window if is_from_user(m, me)),
                 start_time=window[0].time,
                 end_time=window[-1].time,
+                context=context,
             )
         )
     return chunks

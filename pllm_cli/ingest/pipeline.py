@@ -18,7 +18,7 @@ from typing import Any, Literal, get_args
 
 from pllm_cli.embedding import Embedder
 from pllm_cli.errors import ExitCode, NotAnExportError, PllmError
-from pllm_cli.ingest.chunking import chunk_document
+from pllm_cli.ingest.chunking import CHUNKING_VERSION, chunk_document
 from pllm_cli.ingest.document import Document
 from pllm_cli.ingest.readers import is_supported, read_document
 from pllm_cli.memory.forgetting import ForgetRule, apply_rules
@@ -140,9 +140,10 @@ class IngestOptions:
     redact: bool = False  # mask e-mail addresses, phone/card/IBAN numbers and secrets before storing
 
     def content_key(self, data: bytes) -> str:
-        """What "unchanged" compares: the bytes, and whether they were redacted (so toggling --redact re-ingests)."""
-        digest = hashlib.sha256(data).hexdigest()
-        return digest + "+redact" if self.redact else digest
+        """What "unchanged" compares: the bytes, the chunking version (a new one re-cuts every file) and whether
+        they were redacted (so toggling --redact re-ingests)."""
+        key = f"{hashlib.sha256(data).hexdigest()}+c{CHUNKING_VERSION}"
+        return key + "+redact" if self.redact else key
 
 
 def ingest_paths(

@@ -12,9 +12,11 @@ import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 from pllm_cli.memory.records import Chunk, SourceRecord
+from pllm_cli.memory.timeframes import Period
 
 SCHEMA_VERSION = "1"
 
@@ -25,7 +27,8 @@ CREATE TABLE IF NOT EXISTS sources (
     chunks INTEGER NOT NULL, messages INTEGER NOT NULL, ingested_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS chunks (
-    id TEXT PRIMARY KEY, source TEXT NOT NULL, position INTEGER NOT NULL, text TEXT NOT NULL, meta TEXT NOT NULL
+    id TEXT PRIMARY KEY, source TEXT NOT NULL, position INTEGER NOT NULL, text TEXT NOT NULL, meta TEXT NOT NULL,
+    start_at TEXT NOT NULL DEFAULT '', end_at TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS chunks_by_source ON chunks (source, position);
 CREATE INDEX IF NOT EXISTS sources_by_sha ON sources (sha256);
@@ -37,6 +40,15 @@ CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
 """
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def wall_clock(iso: str) -> str:
+    """'2026-02-03T19:04:00+01:00' -> '2026-02-03T19:04:00': the local time the source wrote, comparable as
+    text with any other wall-clock time ('' if there is none)."""
+    try:
+        return datetime.fromisoformat(iso).replace(tzinfo=None).isoformat(timespec="seconds") if iso else ""
+    except ValueError:
+        return ""
 
 
 # Function words of questions: BM25 weighs them low but not at zero, and they crowd out the words that matter.
@@ -66,7 +78,23 @@ class ChunkIndex:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
+        self._add_time_columns()
+        self.db.execute("CREATE INDEX IF NOT EXISTS chunks_by_time ON chunks (start_at) WHERE start_at != ''")
         self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+
+    def _add_time_columns(self) -> None:
+        """Memories written before 0.3 have no start_at/end_at: add them, filled from each chunk's metadata."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(chunks)")}
+        if "start_at" in columns:
+            return
+        with self._transaction():
+            for column in ("start_at", "end_at"):
+                self.db.execute(f"ALTER TABLE chunks ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
+            rows = self.db.execute("SELECT id, meta FROM chunks").fetchall()
+            for chunk_id, meta in rows:
+                data = json.loads(meta)
+                start, end = wall_clock(data.get("start_time", "")), wall_clock(data.get("end_time", ""))
+                self.db.execute("UPDATE chunks SET start_at = ?, end_at = ? WHERE id = ?", (start, end, chunk_id))
 
     def close(self) -> None:
         self.db.close()
@@ -153,10 +181,12 @@ class ChunkIndex:
         with self._transaction():
             self._delete_chunks(record.source)
             self.db.executemany(
-                "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?)",
-                [(c.id, c.source, c.position, c.text, json.dumps(_meta(c))) for c in chunks],
+                "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(c.id, c.source, c.position, c.text, json.dumps(_meta(c)), *_wall_clock_span(c)) for c in chunks],
             )
-            self.db.executemany("INSERT INTO chunks_fts (id, text) VALUES (?, ?)", [(c.id, c.text) for c in chunks])
+            self.db.executemany(
+                "INSERT INTO chunks_fts (id, text) VALUES (?, ?)", [(c.id, c.embedding_text) for c in chunks]
+            )
             self.db.execute(
                 "INSERT OR REPLACE INTO sources VALUES (?, ?, ?, ?, ?, ?)",
                 (
@@ -218,16 +248,69 @@ class ChunkIndex:
         for row in self.db.execute("SELECT id, source, position, text, meta FROM chunks ORDER BY source, position"):
             yield _chunk(row)
 
-    def lexical_search(self, text: str, limit: int) -> list[tuple[str, float]]:
-        """(chunk id, BM25 score: higher is better), best first."""
+    def neighbours(self, chunk: Chunk) -> tuple[Chunk | None, Chunk | None]:
+        """The chunks just before and after `chunk` in its source."""
+        query = "SELECT id, source, position, text, meta FROM chunks WHERE source = ? AND position IN (?, ?)"
+        rows = {
+            row[2]: _chunk(row)
+            for row in self.db.execute(query, (chunk.source, chunk.position - 1, chunk.position + 1))
+        }
+        return rows.get(chunk.position - 1), rows.get(chunk.position + 1)
+
+    def latest_time(self) -> datetime | None:
+        """The wall-clock time of the newest dated chunk."""
+        row = self.db.execute("SELECT max(end_at) FROM chunks WHERE end_at != ''").fetchone()
+        return datetime.fromisoformat(row[0]) if row and row[0] else None
+
+    def ids_in_periods(self, periods: Sequence[Period], limit: int) -> list[str]:
+        """Ids of chunks whose time span meets one of `periods`, at most `limit` of them (newest first)."""
+        if not periods:
+            return []
+        condition, values = _period_condition(periods)
+        query = f"SELECT id FROM chunks WHERE start_at != '' AND ({condition}) ORDER BY start_at DESC LIMIT ?"
+        return [row[0] for row in self.db.execute(query, (*values, limit))]
+
+    def in_periods(self, ids: Sequence[str], periods: Sequence[Period]) -> list[str]:
+        """Those of `ids` whose chunks meet one of `periods`."""
+        if not ids or not periods:
+            return []
+        condition, values = _period_condition(periods)
+        marks = ",".join("?" * len(ids))
+        query = f"SELECT id FROM chunks WHERE id IN ({marks}) AND start_at != '' AND ({condition})"
+        return [row[0] for row in self.db.execute(query, (*ids, *values))]
+
+    def lexical_search(self, text: str, limit: int, periods: Sequence[Period] = ()) -> list[tuple[str, float]]:
+        """(chunk id, BM25 score: higher is better), best first; only chunks of `periods` if any are given."""
         query = fts_query(text)
         if not query:
             return []
-        rows = self.db.execute(
-            "SELECT id, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts) LIMIT ?",
-            (query, limit),
-        )
+        if periods:
+            condition, values = _period_condition(periods)
+            rows = self.db.execute(
+                "SELECT f.id, bm25(chunks_fts) FROM chunks_fts f JOIN chunks c ON c.id = f.id WHERE chunks_fts MATCH ?"
+                f" AND c.start_at != '' AND ({condition}) ORDER BY bm25(chunks_fts) LIMIT ?",
+                (query, *values, limit),
+            )
+        else:
+            rows = self.db.execute(
+                "SELECT id, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ?"
+                " ORDER BY bm25(chunks_fts) LIMIT ?",
+                (query, limit),
+            )
         return [(row[0], -float(row[1])) for row in rows]
+
+
+def _period_condition(periods: Sequence[Period]) -> tuple[str, list[str]]:
+    """SQL for "the chunk's span [start_at, end_at] meets one of the periods [start, end)"."""
+    values: list[str] = []
+    for start, end in periods:
+        values += [end.isoformat(timespec="seconds"), start.isoformat(timespec="seconds")]
+    return " OR ".join(["(start_at < ? AND end_at >= ?)"] * len(periods)), values
+
+
+def _wall_clock_span(chunk: Chunk) -> tuple[str, str]:
+    start = wall_clock(chunk.start_time)
+    return start, wall_clock(chunk.end_time) or start
 
 
 def _meta(chunk: Chunk) -> dict[str, object]:

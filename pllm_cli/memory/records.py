@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 _CHAT_STAMP = re.compile(r"^\[[^\]\n]*\] ", re.MULTILINE)
+# A chat line: "[time] speaker: text"; the lines that follow up to the next such line continue its text.
+CHAT_LINE = re.compile(r"^(?:\[(?P<time>[^\]\n]*)\] )?(?P<speaker>[^:\n\[]{1,80}): (?P<text>.*)$")
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class Chunk:
     user_message_ids: tuple[str, ...] = ()  # the messages of this chunk the user wrote
     start_time: str = ""
     end_time: str = ""
+    context: str = ""  # chat: the turn before the chunk, searched with it but not shown
 
     @staticmethod
     def make_id(source: str, position: int, text: str) -> str:
@@ -32,11 +35,28 @@ class Chunk:
 
     @property
     def embedding_text(self) -> str:
-        """What is embedded: the text without the "[2026-02-03 19:04] " stamps of chat lines, which are noise
-        to the embedding model (dense recall on LoCoMo rose from 49.4 to 51.8 without them)."""
+        """What is embedded and indexed for BM25. Chat: the turn before the chunk, then its turns, without the
+        "[2026-02-03 19:04] " stamps, which are noise to the embedding model (LoCoMo dense recall 49.4 -> 51.8
+        without them). The turn before makes an answer findable by its question (docs/retrieval.md)."""
         if self.kind != "chat":
             return self.text
-        return _CHAT_STAMP.sub("", self.text)
+        return _CHAT_STAMP.sub("", f"{self.context}\n{self.text}" if self.context else self.text)
+
+    def turn_texts(self) -> list[str]:
+        """A chat chunk's turns as they are written ("[time] speaker: text", continuation lines included),
+        one per message id when they line up; otherwise the whole text as one piece."""
+        if self.kind != "chat":
+            return [self.text]
+        lines = self.text.splitlines()
+        stamped = any((m := CHAT_LINE.match(line)) is not None and m["time"] is not None for line in lines)
+        turns: list[str] = []
+        for line in lines:
+            match = CHAT_LINE.match(line)
+            if (match and (match["time"] is not None) == stamped) or not turns:
+                turns.append(line)
+            else:
+                turns[-1] += "\n" + line
+        return turns if len(turns) == len(self.message_ids) else [self.text]
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 
-from pllm_cli.memory.records import Chunk
+from pllm_cli.memory.records import CHAT_LINE, Chunk
 
-_TURN = re.compile(r"^(?:\[(?P<time>[^\]\n]*)\] )?(?P<speaker>[^:\n\[]{1,80}): (?P<text>.*)$")
+_TURN = CHAT_LINE
 
 
 @dataclass(frozen=True)

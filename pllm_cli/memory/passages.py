@@ -1,0 +1,206 @@
+"""Packing ranked hits into passages that fill a token budget: "the best N tokens", not "the best k chunks".
+
+In rank order, each hit becomes a passage unless it would overflow the budget (then the next, smaller one
+is tried). A chat hit brings its neighbouring turns: the one before it (often the question it answers) and
+the one after (often the reply). Turns already taken are not paid for twice: a hit that meets or overlaps a
+chosen passage of the same conversation is merged into it, and a hit adding nothing new, or repeating a
+chosen text almost word for word (a forwarded message, a note saved twice), is skipped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pllm_cli.memory.records import CHAT_LINE, Chunk, Hit
+
+NEAR_DUPLICATE = 0.85  # word-set Jaccard above which a text repeats one already chosen
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass(frozen=True, order=True)
+class Turn:
+    """One chat turn, ordered by where it sits in its source."""
+
+    position: int  # its chunk's position in the source
+    index: int  # its place in that chunk
+    last: bool = field(compare=False)  # whether it ends its chunk (the next turn opens the next chunk)
+    text: str = field(compare=False)  # "[time] speaker: text"
+    message_id: str = field(compare=False)
+
+    def follows(self, other: Turn) -> bool:
+        if other.position == self.position:
+            return self.index == other.index + 1
+        return other.last and self.position == other.position + 1 and self.index == 0
+
+
+@dataclass
+class Passage:
+    """What one memory in the prompt shows: a text chunk, or a run of consecutive chat turns."""
+
+    source: str
+    kind: str
+    heading: str
+    conversation: str
+    score: float
+    chunks: list[Chunk]  # the chunks it came from, best hit first
+    turns: list[Turn] = field(default_factory=list)  # chat only, in order
+
+    @property
+    def text(self) -> str:
+        if self.kind != "chat":
+            return self.chunks[0].text
+        return render_turns(self.turns)
+
+    @property
+    def message_ids(self) -> list[str]:
+        if self.kind != "chat":
+            return list(self.chunks[0].message_ids)
+        return [turn.message_id for turn in self.turns if turn.message_id]
+
+    @property
+    def start_time(self) -> str:
+        return min((c.start_time for c in self.chunks if c.start_time), default="")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "kind": self.kind,
+            "heading": self.heading,
+            "conversation": self.conversation,
+            "score": round(self.score, 6),
+            "text": self.text,
+            "message_ids": self.message_ids,
+            "chunk_ids": [c.id for c in self.chunks],
+            "start_time": self.start_time,
+            "end_time": max((c.end_time for c in self.chunks if c.end_time), default=""),
+        }
+
+
+def approximate_tokens(text: str) -> int:
+    """A model-free token count: 1.3 a word (what `memory search --tokens` packs by)."""
+    return round(1.3 * len(text.split()))
+
+
+class Neighbours(Protocol):
+    def neighbours(self, chunk: Chunk) -> tuple[Chunk | None, Chunk | None]: ...
+
+
+def chunk_turns(chunk: Chunk) -> list[Turn]:
+    texts = chunk.turn_texts()
+    ids = chunk.message_ids if len(chunk.message_ids) == len(texts) else ("",) * len(texts)
+    last = len(texts) - 1
+    return [Turn(chunk.position, i, i == last, text, mid) for i, (text, mid) in enumerate(zip(texts, ids, strict=True))]
+
+
+def render_turns(turns: Sequence[Turn]) -> str:
+    """The turns as lines; the "[time] " stamp only where a run starts or the day changes (it costs tokens)."""
+    lines: list[str] = []
+    previous: Turn | None = None
+    previous_day = ""
+    for turn in turns:
+        match = CHAT_LINE.match(turn.text)
+        stamp = match["time"] if match else None
+        day = stamp[:10] if stamp else previous_day
+        if stamp is not None and match and previous is not None and turn.follows(previous) and day == previous_day:
+            lines.append(turn.text[match.start("speaker") :])
+        else:
+            lines.append(turn.text)
+        previous, previous_day = turn, day
+    return "\n".join(lines)
+
+
+def _expanded(chunk: Chunk, neighbours: Neighbours | None) -> list[Turn]:
+    """The chunk's turns with the turn before and the turn after, when they belong to the same exchange (a
+    chunk carries a context exactly when its predecessor is of the same conversation, with no long pause)."""
+    turns = chunk_turns(chunk)
+    if neighbours is None:
+        return turns
+    before, after = neighbours.neighbours(chunk)
+    if before is not None and chunk.context and before.kind == "chat":
+        turns = chunk_turns(before)[-1:] + turns
+    if after is not None and after.context and after.kind == "chat" and after.conversation == chunk.conversation:
+        turns = turns + chunk_turns(after)[:1]
+    return turns
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(word.lower() for word in _WORD.findall(CHAT_LINE.sub(r"\g<text>", text)))
+
+
+def _near_duplicate(text: str, chosen: Sequence[frozenset[str]]) -> bool:
+    words = _words(text)
+    return bool(words) and any(len(words & other) / len(words | other) >= NEAR_DUPLICATE for other in chosen)
+
+
+def pack(
+    hits: Sequence[Hit],
+    budget: int,
+    cost: Callable[[Passage], int],
+    *,
+    neighbours: Neighbours | None = None,
+    limit: int | None = None,
+) -> list[Passage]:
+    """The passages of `hits` (best first) whose costs add up to at most `budget`; at most `limit` of them.
+
+    `neighbours` (the index) adds each chat hit's turn before and after; without it, hits are taken as they are.
+    """
+    passages: list[Passage] = []
+    costs: dict[int, int] = {}  # id(passage) -> its cost
+    seen: list[frozenset[str]] = []
+    for hit in hits:
+        chunk = hit.chunk
+        if _near_duplicate(chunk.text, seen):
+            continue
+        if chunk.kind == "chat":
+            taken = {(t.position, t.index) for p in passages if p.source == chunk.source for t in p.turns}
+            turns = [t for t in _expanded(chunk, neighbours) if (t.position, t.index) not in taken]
+            if not turns:
+                continue
+            candidate, replaced = _merge(passages, chunk, hit.score, turns)
+        else:
+            candidate, replaced = Passage(chunk.source, chunk.kind, chunk.heading, "", hit.score, [chunk]), []
+        price = cost(candidate)
+        total = sum(costs.values()) - sum(costs[id(p)] for p in replaced) + price
+        if total > budget or (limit is not None and len(passages) - len(replaced) + 1 > limit):
+            continue
+        passages = _replace(passages, replaced, candidate)
+        for old in replaced:
+            del costs[id(old)]
+        costs[id(candidate)] = price
+        seen.append(_words(chunk.text))
+    return passages
+
+
+def _merge(passages: list[Passage], chunk: Chunk, score: float, turns: list[Turn]) -> tuple[Passage, list[Passage]]:
+    """A passage of `turns` joined with every chosen passage of the same source it meets, and those passages."""
+    joined = sorted(turns)
+    chunks = [chunk]
+    met: list[Passage] = []
+    best = score
+    for passage in passages:
+        if passage.kind == "chat" and passage.source == chunk.source and _meets(passage.turns, joined):
+            joined = sorted({*joined, *passage.turns})
+            chunks = [*passage.chunks, *chunks]
+            best = max(best, passage.score)
+            met.append(passage)
+    return Passage(chunk.source, "chat", chunk.heading, chunk.conversation, best, chunks, joined), met
+
+
+def _meets(a: Sequence[Turn], b: Sequence[Turn]) -> bool:
+    """Whether two sorted runs of turns overlap or touch."""
+    return (a[0] <= b[-1] and b[0] <= a[-1]) or b[0].follows(a[-1]) or a[0].follows(b[-1])
+
+
+def _replace(passages: list[Passage], replaced: list[Passage], new: Passage) -> list[Passage]:
+    """`passages` with `new` in the place of the first of `replaced` (at the end if there is none)."""
+    gone = {id(p) for p in replaced}
+    result: list[Passage] = []
+    for passage in passages:
+        if id(passage) not in gone:
+            result.append(passage)
+        elif not any(r is new for r in result):
+            result.append(new)
+    return result if gone else [*result, new]
