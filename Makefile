@@ -60,7 +60,8 @@ docs: install
 bench: install
 	$(PY) bench/ingest_speed.py
 	$(PY) bench/ask_latency.py
-	$(PY) bench/locomo_recall.py
+	$(PY) bench/search_scale.py
+	$(VENV)/bin/pllm eval retrieval ../shared/eval/locomo/locomo-dev.json --ablate
 
 clean:
 	rm -rf "$(DEMO_HOME)" build *.egg-info .pytest_cache .mypy_cache .ruff_cache

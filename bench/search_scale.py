@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import inspect
 import json
 import os
 import random
@@ -34,7 +33,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from itertools import groupby
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,6 +45,7 @@ from pllm_cli.embedding import SentenceTransformerEmbedder  # noqa: E402
 from pllm_cli.evaluation.locomo import extract_questions, load_locomo, sample_to_chat_records  # noqa: E402
 from pllm_cli.ingest.chunking import CHAT_CHUNK_TURNS, CHAT_CHUNK_WORDS, chunk_document  # noqa: E402
 from pllm_cli.ingest.document import Document, Message  # noqa: E402
+from pllm_cli.memory.passages import approximate_tokens  # noqa: E402
 from pllm_cli.memory.records import Chunk, SourceRecord  # noqa: E402
 from pllm_cli.memory.retrieval import Retriever  # noqa: E402
 from pllm_cli.memory.store import HNSW, SEARCH_MODES, ChromaStore  # noqa: E402
@@ -61,7 +60,7 @@ CHUNKS_PER_SOURCE = 250
 TOP = 10  # recall@10
 K = 12  # hits per search: the `k` setting's default
 POOL = max(K * 4, 40)  # what ChromaStore.search asks each retriever for
-MEMORY_TOKENS = 512  # the `memory_tokens` setting's default, for a packing method if the Retriever has one
+MEMORY_TOKENS = 512  # the `memory_tokens` setting's default
 SWEEP = (10, 20, 40, 80, 120, 200)
 RECALL_TARGET, P95_TARGET_MS = 0.99, 50.0
 VERDICT = {True: "PASS", False: "MISS"}
@@ -197,40 +196,18 @@ def closed(store: ChromaStore) -> ChromaStore:
     return store
 
 
-def packing_method(retriever: Retriever) -> tuple[str, Callable[[str], object]] | str | None:
-    """A Retriever method that packs hits into a token budget, if it has one: (name, call), or why not callable."""
-    for name in ("recall", "pack", "search_packed", "search_within", "within_budget"):
-        method = getattr(retriever, name, None)
-        if not callable(method):
-            continue
-        kwargs: dict[str, object] = {}
-        for parameter in list(inspect.signature(method).parameters.values())[1:]:
-            if parameter.default is not parameter.empty:
-                continue
-            if parameter.name == "k":
-                kwargs["k"] = K
-            elif "token" in parameter.name or "budget" in parameter.name:
-                kwargs[parameter.name] = MEMORY_TOKENS
-            else:
-                return f"Retriever.{name} needs {parameter.name!r}, which this benchmark does not know how to give"
-        return name, partial(method, **kwargs)
-    return None
-
-
 def search_latency(store: ChromaStore, embedder: SentenceTransformerEmbedder, questions: list[str]) -> dict[str, Any]:
-    """Per-question latency of Retriever.search for each mode, of a packing method if any, and of the parts."""
+    """Per-question latency of Retriever.search (k hits) and of Retriever.recall (passages within
+    memory_tokens, what `pllm ask` calls) in each mode, and of the parts."""
     figures: dict[str, Any] = {}
+    now = store.latest_time()
     for mode in SEARCH_MODES:
-        retriever = Retriever(store, embedder, mode)
+        retriever = Retriever(store, embedder, mode, now=now)
         figures[f"search_{mode}"] = timed(lambda q: retriever.search(q, K), questions)[1]  # noqa: B023
-    packing = packing_method(Retriever(store, embedder, "hybrid"))
-    if isinstance(packing, tuple):
-        try:
-            figures[f"{packing[0]}_hybrid"] = timed(packing[1], questions)[1]
-        except Exception as exc:  # a method still being written: report it rather than fail the run
-            figures["packing_note"] = f"Retriever.{packing[0]} failed: {exc!r}"
-    else:
-        figures["packing_note"] = packing or "the Retriever has no packing method (recall, pack): search() only"
+        figures[f"recall_{mode}"] = timed(
+            lambda q: retriever.recall(q, MEMORY_TOKENS, lambda p: approximate_tokens(p.text)),  # noqa: B023
+            questions,
+        )[1]
     vectors, figures["embed_question"] = timed(lambda q: embedder.embed([q])[0], questions)
     figures[f"dense_search_{POOL}"] = timed(lambda v: store.dense_search(v, POOL), vectors)[1]
     figures[f"lexical_search_{POOL}"] = timed(lambda q: store.index.lexical_search(q, POOL), questions)[1]
@@ -276,7 +253,7 @@ def main() -> None:
         log("exact search and HNSW recall ...")
         tops, result["exact"] = timed(lambda v: exact_top(matrix, v), queries)
         truth = [{ids[row] for row in top} for top in tops]
-        configured = int(HNSW["ef_search"])
+        configured = int(str(HNSW["ef_search"]))
         result["hnsw_configured"] = {"ef_search": configured, **hnsw_recall(store, queries, truth)}
         log("search latency ...")
         result["latency"] = search_latency(store, embedder, questions)
@@ -354,8 +331,6 @@ def report(r: dict[str, Any]) -> None:
             passed = r["p95_pass"].get(mode)
             mark = "" if passed is None else f"  {VERDICT[passed]} (target p95 < {P95_TARGET_MS:.0f} ms)"
             print(f"  {name:<22} p50 {f['p50_ms']:7.2f}  p95 {f['p95_ms']:7.2f}  max {f['max_ms']:7.2f} ms{mark}")
-    if "packing_note" in lat:
-        print(f"  {lat['packing_note']}")
     print(f"other processes kept {r['other_load_cores']} of {os.cpu_count()} cores busy meanwhile")
 
 

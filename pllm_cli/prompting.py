@@ -64,7 +64,7 @@ def format_memory(number: int, memory: Passage) -> str:
 
 def memory_cost(count: TokenCounter) -> Callable[[Passage], int]:
     """What a memory costs in the prompt, for packing memories into its budget (memory/passages.py)."""
-    return lambda memory: count(format_memory(1, memory)) + 2
+    return lambda memory: count(format_memory(99, memory)) + 2  # "[99]": never cheaper than the real number
 
 
 def truncate_to_tokens(text: str, limit: int, count: TokenCounter) -> tuple[str, bool]:

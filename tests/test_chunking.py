@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 from conftest import EXAMPLES
@@ -158,3 +159,25 @@ def test_chunking_a_document_with_sections_and_messages(tmp_path: Path) -> None:
     )
     chunks = chunk_document(document)
     assert [(c.kind, c.position) for c in chunks] == [("text", 0), ("chat", 1)]
+
+
+def test_a_chat_window_is_searched_with_the_turn_before_it() -> None:
+    messages = [message(n, f"2026-02-01T08:0{n}:00+01:00", text=f"turn {n} " + "word " * 15) for n in range(1, 7)]
+    chunks = chunk_document(chat_document(messages))
+    assert len(chunks) > 1 and chunks[0].context == ""
+    for before, chunk in itertools.pairwise(chunks):
+        assert chunk.context == before.text.splitlines()[-1]
+        assert chunk.embedding_text.startswith("Maya: turn ")
+        assert "[2026" not in chunk.embedding_text  # stamps are not embedded
+        assert chunk.turn_texts() == chunk.text.splitlines()
+
+
+def test_no_context_across_a_long_pause_or_from_another_conversation() -> None:
+    messages = [
+        message(1, "2026-02-01T08:00:00+01:00", conversation="family"),
+        message(2, "2026-02-01T08:01:00+01:00", conversation="work"),
+        message(3, "2026-02-01T20:00:00+01:00", conversation="work"),  # after a 6 h pause
+    ]
+    chunks = chunk_document(chat_document(messages))
+    assert [c.message_ids for c in chunks] == [("m0001",), ("m0002",), ("m0003",)]
+    assert [c.context for c in chunks] == ["", "", ""]

@@ -314,6 +314,20 @@ def test_memory_search_json(run, ingested: Path) -> None:  # type: ignore[no-unt
     assert {"chunk_id", "score", "text", "kind", "heading", "message_ids"} <= set(hit)
 
 
+def test_memory_search_tokens_packs_passages_within_the_budget(run, ingested: Path) -> None:  # type: ignore[no-untyped-def]
+    result = run("memory", "search", "who is my manager", "--json", "--tokens", "40")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["passages"] and data["tokens"] <= 40 and "hits" not in data
+    assert {"source", "text", "message_ids", "chunk_ids", "score"} <= set(data["passages"][0])
+    assert data["periods"] == []
+    dated = json.loads(run("memory", "search", "what happened on 3 March 2026", "--json").stdout)
+    assert dated["periods"] == ["2026-03-03..2026-03-03"]
+    text = run("memory", "search", "Hagi", "--tokens", "200")
+    assert text.exit_code == 0 and text.stdout.startswith("1. ") and "Elin collects Hagi tea bowls." in text.stdout
+    assert run("memory", "search", "Hagi", "--tokens", "0").exit_code == 2
+
+
 def test_memory_search_text(run, ingested: Path) -> None:  # type: ignore[no-untyped-def]
     result = run("memory", "search", "Hagi", "--mode", "lexical")
     assert result.exit_code == 0

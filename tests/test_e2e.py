@@ -165,10 +165,11 @@ def test_session_gives_the_retrieved_notes_to_the_real_model(
     user = prompt[-1].content
     assert prompt[0].content.startswith("You are Maya's personal assistant.")
     assert user.endswith("Who is my manager?")
-    used = reply.plan.used_hits
+    used = reply.plan.used_memories
     assert used, "memories were used"
-    for hit in used:
-        assert hit.chunk.text.strip() in user
+    for memory in used:
+        assert memory.text.strip() in user
+    assert sum(real_model.count_tokens(m.text) for m in used) <= GenerationSettings().memory_tokens
     assert "Karin Ek" in user, "the note naming the manager reached the model"
     assert reply.plan.tokens["prompt_total"] == real_model.count_prompt_tokens(prompt)
     assert reply.plan.tokens["prompt_total"] <= real_model.context_size - 24

@@ -62,6 +62,13 @@ def test_eval_reports_every_mode_and_leaves_the_users_memory_alone(tmp_path: Pat
     assert json.loads(run("memory", "stats", "--json").stdout)["chunks"] == 0
 
 
+def test_eval_ablate_adds_hybrid_without_each_technique(tmp_path: Path, run: Any, fake_models: Any) -> None:
+    result = run("eval", "retrieval", str(tiny_locomo(tmp_path / "tiny.json")), "--mode", "lexical", "--ablate")
+    assert result.exit_code == 0, result.stderr
+    rows = {line[:18].strip() for line in result.stdout.splitlines()[3:]}
+    assert {"lexical", "hybrid -time", "hybrid -neighbours"} <= rows
+
+
 def test_eval_rejects_bad_input(tmp_path: Path, run: Any, fake_models: Any) -> None:
     (tmp_path / "bad.json").write_text('{"not": "a list"}', encoding="utf-8")
     assert run("eval", "retrieval", str(tmp_path / "bad.json")).exit_code == ExitCode.INPUT
@@ -72,8 +79,12 @@ def test_eval_rejects_bad_input(tmp_path: Path, run: Any, fake_models: Any) -> N
 @pytest.mark.e2e
 @pytest.mark.skipif(not LOCOMO_DEV.exists(), reason="../shared/eval/locomo/locomo-dev.json is not beside the repo")
 def test_hybrid_recall_on_locomo_dev_does_not_regress(run: Any) -> None:
-    """The real embedder on the real data (~30 s): 72.0 measured when this test was written; 68 guards it."""
-    result = run("eval", "retrieval", str(LOCOMO_DEV), "--json", "--mode", "hybrid")
+    """The real embedder on the real data (~30 s): 78.2 measured when this test was written (issue 5 asks for
+    75); 76 guards it. Each technique must still add something (the ablation rows)."""
+    result = run("eval", "retrieval", str(LOCOMO_DEV), "--json", "--mode", "hybrid", "--ablate")
     report = json.loads(result.stdout)
     assert report["questions"] == 760
-    assert report["modes"]["hybrid"]["overall"]["within_512"] >= 68.0
+    modes = report["modes"]
+    assert modes["hybrid"]["overall"]["within_512"] >= 76.0
+    for ablation in ("hybrid -time", "hybrid -neighbours"):
+        assert modes[ablation]["overall"]["within_512"] < modes["hybrid"]["overall"]["within_512"], ablation

@@ -71,6 +71,25 @@ def test_forget_when_the_file_is_gone_drops_the_chunks(chat: Path, run: Any) -> 
     assert b"saffron" not in on_disk(run)
 
 
+def test_forget_by_speaker_when_the_file_is_gone_leaves_no_trace_in_the_next_window(
+    tmp_path: Path, run: Any, fake_models: Any
+) -> None:
+    """Each chat window is searched with the turn before it: forgetting that turn clears it there too."""
+    long = "Karin wants the quince orchard drawings " + "and more words " * 12
+    rows = [
+        {"conversation": "work", "id": "k1", "speaker": "Karin", "time": "2024-03-01T10:00:00", "text": long},
+        {"conversation": "work", "id": "k2", "speaker": "Maya", "time": "2024-03-01T10:01:00", "text": "sure, Friday"},
+    ]
+    path = tmp_path / "work.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    assert run("ingest", str(path)).exit_code == 0
+    assert "quince" in json.dumps(json.loads(run("memory", "search", "Friday", "--json").stdout))  # the context
+    path.unlink()
+    assert run("memory", "forget", "--speaker", "karin").exit_code == 0
+    assert b"quince" not in on_disk(run)
+    assert "sure, Friday" in searchable(run, "Friday")
+
+
 def test_forget_needs_something_to_forget(run: Any) -> None:
     assert run("memory", "forget").exit_code == ExitCode.INPUT
     assert run("memory", "forget", "--before", "last week").exit_code == ExitCode.INPUT

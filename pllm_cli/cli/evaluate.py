@@ -27,8 +27,8 @@ def retrieval(
     """Evidence recall of memory search within 512 and 1,024 retrieved tokens, and recall@5/@10.
 
     Each conversation is ingested into its own temporary memory with the normal pipeline; every question of
-    categories 1-4 is searched in each mode and its hits packed into each budget as `pllm ask` packs them;
-    figures are percentages, overall and per category.
+    categories 1-4 is searched in each mode and its hits packed into each budget by the packer `pllm ask`
+    uses (1.3 tokens a word); figures are percentages, overall and per category.
     """
     from pllm_cli.evaluation.retrieval import evaluate_retrieval, render_table
 

@@ -1,9 +1,8 @@
 """LoCoMo (Maharana et al., ACL 2024) as a retrieval benchmark for pllm.
 
 Pure functions: load the JSON file, turn one conversation into pllm's chat-jsonl records, pull out the
-questions with their evidence turns, and score ranked search hits by evidence recall, within a budget of
-retrieved tokens and at k hits. Nothing here imports a model or the store; bench/locomo_recall.py runs the
-real CLI and feeds its `memory search --json` hits to these functions.
+questions with their evidence turns, and score what was retrieved by evidence recall. Nothing here imports a
+model or the store; evaluation/retrieval.py searches and packs, and scores with these functions.
 """
 
 from __future__ import annotations
@@ -191,23 +190,6 @@ def count_tokens(text: str) -> int:
     return round(TOKENS_PER_WORD * len(text.split()))
 
 
-def hits_within_budget(hits: Sequence[Hit], budget: int) -> list[Hit]:
-    """The leading hits, in rank order, whose texts together fit in `budget` tokens.
-
-    Taking stops at the first hit that would overflow the budget: that hit is NOT included (not even in
-    part), and no later, smaller hit is taken in its place.
-    """
-    taken: list[Hit] = []
-    used = 0
-    for hit in hits:
-        cost = count_tokens(str(hit.get("text", "")))
-        if used + cost > budget:
-            break
-        taken.append(hit)
-        used += cost
-    return taken
-
-
 def evidence_share(hits: Iterable[Hit], evidence: Collection[str]) -> float:
     """The share (0-1) of the evidence ids that appear in the hits' message_ids."""
     wanted = set(evidence)
@@ -219,29 +201,9 @@ def evidence_share(hits: Iterable[Hit], evidence: Collection[str]) -> float:
     return len(wanted & found) / len(wanted)
 
 
-def recall_within_budget(hits: Sequence[Hit], evidence: Collection[str], budget: int) -> float:
-    """Evidence recall of the hits taken in rank order until `budget` tokens of retrieved text are used.
-
-    A hit that would overflow the budget is NOT included, and taking stops there (see hits_within_budget).
-    """
-    return evidence_share(hits_within_budget(hits, budget), evidence)
-
-
 def recall_at_k(hits: Sequence[Hit], evidence: Collection[str], k: int) -> float:
     """Evidence recall of the top k hits, whatever their size."""
     return evidence_share(hits[:k], evidence)
-
-
-def score_hits(
-    hits: Sequence[Hit],
-    evidence: Collection[str],
-    budgets: Sequence[int] = (512, 1024),
-    ks: Sequence[int] = (5, 10),
-) -> dict[str, float]:
-    """All recall figures (0-1) of one question: 'within_<budget>' and 'recall@<k>'."""
-    scores = {f"within_{budget}": recall_within_budget(hits, evidence, budget) for budget in budgets}
-    scores.update({f"recall@{k}": recall_at_k(hits, evidence, k) for k in ks})
-    return scores
 
 
 def aggregate(results: Iterable[tuple[int, Mapping[str, float]]]) -> dict[str, dict[str, float]]:

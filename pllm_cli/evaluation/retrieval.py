@@ -58,7 +58,8 @@ def evaluate_retrieval(
     ablate: bool = False,
 ) -> RetrievalEvaluation:
     """Every question of categories 1-4 of each conversation, in each mode: the passages packed within each
-    budget (as `pllm ask` packs them), and the top 5 and 10 ranked chunks. "Now", for questions such as "last
+    budget by the packer `pllm ask` uses (counting 1.3 tokens a word, without the "[n] from FILE:" line ask
+    puts before each memory), and the top 5 and 10 ranked chunks. "Now", for questions such as "last
     week", is the time of the conversation's last message."""
     result = RetrievalEvaluation()
     runs: dict[str, tuple[SearchMode, Techniques]] = {mode: (mode, Techniques()) for mode in modes}

@@ -261,6 +261,20 @@ class ForgetResult:
     rebuilt: bool  # False: the file is gone, its affected chunks were dropped whole
 
 
+def _drop_chunks(store: ChromaStore, embedder: Embedder, ids: Sequence[str]) -> None:
+    """Drop chunks of a source whose file is gone; a chunk right after one of them was searched with its last
+    turn as context, so it loses that context (and is embedded and indexed again without it)."""
+    removed = store.index.get(ids)
+    followers = []
+    for chunk in removed.values():
+        _, after = store.index.neighbours(chunk)
+        if after is not None and after.context and after.id not in removed:
+            followers.append(replace(after, context=""))
+    store.remove_chunks(list(removed))
+    if followers:
+        store.update_chunks(followers, embedder.embed([c.embedding_text for c in followers]))
+
+
 def forget_by_rule(
     rule: ForgetRule, store: ChromaStore, embedder: Embedder, options: IngestOptions
 ) -> list[ForgetResult]:
@@ -273,7 +287,7 @@ def forget_by_rule(
         path = Path(source)
         rebuilt = path.exists() and ingest_file(path, store, embedder, options, force=True).status != "failed"
         if not rebuilt:
-            store.remove_chunks(store.index.chunk_ids_touched_by(source, rule.kind, rule.value))
+            _drop_chunks(store, embedder, store.index.chunk_ids_touched_by(source, rule.kind, rule.value))
         after = store.source(source)
         results.append(
             ForgetResult(

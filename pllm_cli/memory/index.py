@@ -12,7 +12,7 @@ import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from pllm_cli.memory.records import Chunk, SourceRecord
@@ -44,11 +44,17 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 
 def wall_clock(iso: str) -> str:
     """'2026-02-03T19:04:00+01:00' -> '2026-02-03T19:04:00': the local time the source wrote, comparable as
-    text with any other wall-clock time ('' if there is none)."""
+    text with any other wall-clock time ('' if there is none). Times in UTC (exports that keep timestamps,
+    such as ChatGPT's) are taken to this machine's time zone first."""
     try:
-        return datetime.fromisoformat(iso).replace(tzinfo=None).isoformat(timespec="seconds") if iso else ""
+        moment = datetime.fromisoformat(iso) if iso else None
     except ValueError:
         return ""
+    if moment is None:
+        return ""
+    if moment.utcoffset() == timedelta(0):
+        moment = moment.astimezone()
+    return moment.replace(tzinfo=None).isoformat(timespec="seconds")
 
 
 # Function words of questions: BM25 weighs them low but not at zero, and they crowd out the words that matter.
@@ -83,21 +89,26 @@ class ChunkIndex:
         self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
 
     def _add_time_columns(self) -> None:
-        """Memories written before 0.3 have no start_at/end_at: add them, filled from each chunk's metadata."""
-        columns = {row[1] for row in self.db.execute("PRAGMA table_info(chunks)")}
-        if "start_at" in columns:
+        """A memory written before the time columns existed gets them, filled from each chunk's metadata."""
+        if "start_at" in self._columns():
             return
         with self._transaction():
+            if "start_at" in self._columns():  # another process added them meanwhile
+                return
             for column in ("start_at", "end_at"):
                 self.db.execute(f"ALTER TABLE chunks ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
             rows = self.db.execute("SELECT id, meta FROM chunks").fetchall()
             for chunk_id, meta in rows:
                 data = json.loads(meta)
-                start, end = wall_clock(data.get("start_time", "")), wall_clock(data.get("end_time", ""))
+                start = wall_clock(data.get("start_time", ""))
+                end = max(start, wall_clock(data.get("end_time", "")))
                 self.db.execute("UPDATE chunks SET start_at = ?, end_at = ? WHERE id = ?", (start, end, chunk_id))
 
     def close(self) -> None:
         self.db.close()
+
+    def _columns(self) -> set[str]:
+        return {row[1] for row in self.db.execute("PRAGMA table_info(chunks)")}
 
     # metadata -----------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
@@ -150,6 +161,14 @@ class ChunkIndex:
     def chunk_ids_touched_by(self, source: str, kind: str, value: str) -> list[str]:
         query = f"SELECT id FROM chunks WHERE source = :s AND {self._rule_condition(kind)}"
         return [row[0] for row in self.db.execute(query, {"s": source, "v": value})]
+
+    def update_chunks(self, chunks: Sequence[Chunk]) -> None:
+        """Rewrite the metadata and BM25 text of existing chunks."""
+        with self._transaction():
+            for chunk in chunks:
+                self.db.execute("UPDATE chunks SET meta = ? WHERE id = ?", (json.dumps(_meta(chunk)), chunk.id))
+                self.db.execute("DELETE FROM chunks_fts WHERE id = ?", (chunk.id,))
+                self.db.execute("INSERT INTO chunks_fts (id, text) VALUES (?, ?)", (chunk.id, chunk.embedding_text))
 
     def remove_chunks(self, ids: Sequence[str]) -> None:
         """Drop single chunks (of a source whose file is gone), keeping the source's counts right."""
@@ -275,9 +294,13 @@ class ChunkIndex:
         if not ids or not periods:
             return []
         condition, values = _period_condition(periods)
-        marks = ",".join("?" * len(ids))
-        query = f"SELECT id FROM chunks WHERE id IN ({marks}) AND start_at != '' AND ({condition})"
-        return [row[0] for row in self.db.execute(query, (*ids, *values))]
+        found: list[str] = []
+        for start in range(0, len(ids), 500):
+            batch = ids[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            query = f"SELECT id FROM chunks WHERE id IN ({marks}) AND start_at != '' AND ({condition})"
+            found += [row[0] for row in self.db.execute(query, (*batch, *values))]
+        return found
 
     def lexical_search(self, text: str, limit: int, periods: Sequence[Period] = ()) -> list[tuple[str, float]]:
         """(chunk id, BM25 score: higher is better), best first; only chunks of `periods` if any are given."""
@@ -310,7 +333,7 @@ def _period_condition(periods: Sequence[Period]) -> tuple[str, list[str]]:
 
 def _wall_clock_span(chunk: Chunk) -> tuple[str, str]:
     start = wall_clock(chunk.start_time)
-    return start, wall_clock(chunk.end_time) or start
+    return start, max(start, wall_clock(chunk.end_time))
 
 
 def _meta(chunk: Chunk) -> dict[str, object]:

@@ -26,14 +26,16 @@ class Turn:
 
     position: int  # its chunk's position in the source
     index: int  # its place in that chunk
-    last: bool = field(compare=False)  # whether it ends its chunk (the next turn opens the next chunk)
+    last: bool = field(compare=False)  # whether it ends its chunk
+    continues: bool = field(compare=False)  # whether it opens a chunk that goes on from the one before
     text: str = field(compare=False)  # "[time] speaker: text"
-    message_id: str = field(compare=False)
+    message_ids: tuple[str, ...] = field(compare=False)  # one; all the chunk's if its lines do not line up
 
     def follows(self, other: Turn) -> bool:
+        """Whether this turn comes right after `other` in the same exchange."""
         if other.position == self.position:
             return self.index == other.index + 1
-        return other.last and self.position == other.position + 1 and self.index == 0
+        return other.last and self.continues and self.position == other.position + 1 and self.index == 0
 
 
 @dataclass
@@ -58,7 +60,7 @@ class Passage:
     def message_ids(self) -> list[str]:
         if self.kind != "chat":
             return list(self.chunks[0].message_ids)
-        return [turn.message_id for turn in self.turns if turn.message_id]
+        return [i for turn in self.turns for i in turn.message_ids]
 
     @property
     def start_time(self) -> str:
@@ -90,9 +92,12 @@ class Neighbours(Protocol):
 
 def chunk_turns(chunk: Chunk) -> list[Turn]:
     texts = chunk.turn_texts()
-    ids = chunk.message_ids if len(chunk.message_ids) == len(texts) else ("",) * len(texts)
-    last = len(texts) - 1
-    return [Turn(chunk.position, i, i == last, text, mid) for i, (text, mid) in enumerate(zip(texts, ids, strict=True))]
+    ids = [(i,) for i in chunk.message_ids] if len(chunk.message_ids) == len(texts) else [chunk.message_ids]
+    last, continues = len(texts) - 1, bool(chunk.context)
+    return [
+        Turn(chunk.position, n, n == last, continues and n == 0, text, message_ids)
+        for n, (text, message_ids) in enumerate(zip(texts, ids, strict=True))
+    ]
 
 
 def render_turns(turns: Sequence[Turn]) -> str:
@@ -101,7 +106,7 @@ def render_turns(turns: Sequence[Turn]) -> str:
     previous: Turn | None = None
     previous_day = ""
     for turn in turns:
-        match = CHAT_LINE.match(turn.text)
+        match = CHAT_LINE.match(turn.text.split("\n", 1)[0])
         stamp = match["time"] if match else None
         day = stamp[:10] if stamp else previous_day
         if stamp is not None and match and previous is not None and turn.follows(previous) and day == previous_day:
@@ -127,7 +132,9 @@ def _expanded(chunk: Chunk, neighbours: Neighbours | None) -> list[Turn]:
 
 
 def _words(text: str) -> frozenset[str]:
-    return frozenset(word.lower() for word in _WORD.findall(CHAT_LINE.sub(r"\g<text>", text)))
+    """The words of a text; of a chat text, those of the messages (not the times and speakers)."""
+    lines = (CHAT_LINE.sub(r"\g<text>", line) for line in text.splitlines())
+    return frozenset(word.lower() for line in lines for word in _WORD.findall(line))
 
 
 def _near_duplicate(text: str, chosen: Sequence[frozenset[str]]) -> bool:
@@ -181,7 +188,8 @@ def _merge(passages: list[Passage], chunk: Chunk, score: float, turns: list[Turn
     met: list[Passage] = []
     best = score
     for passage in passages:
-        if passage.kind == "chat" and passage.source == chunk.source and _meets(passage.turns, joined):
+        same = passage.kind == "chat" and (passage.source, passage.conversation) == (chunk.source, chunk.conversation)
+        if same and _meets(passage.turns, joined):
             joined = sorted({*joined, *passage.turns})
             chunks = [*passage.chunks, *chunks]
             best = max(best, passage.score)

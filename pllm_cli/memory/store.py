@@ -130,6 +130,18 @@ class ChromaStore:
         self.collection.delete(where={"source": source})
         return self.index.remove_source(source)
 
+    def update_chunks(self, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
+        """Rewrite chunks in place (same ids): their vectors, then their SQLite rows and BM25 text."""
+        import numpy
+
+        if chunks:
+            self.collection.upsert(
+                ids=[c.id for c in chunks],
+                embeddings=numpy.asarray(vectors, dtype=numpy.float32),
+                metadatas=[{"source": c.source} for c in chunks],
+            )
+            self.index.update_chunks(chunks)
+
     def remove_chunks(self, ids: Sequence[str]) -> None:
         if ids:
             self.collection.delete(ids=list(ids))
@@ -216,7 +228,10 @@ class ChromaStore:
     ) -> list[tuple[str, float]]:
         ids = self.index.ids_in_periods(periods, PERIOD_IDS + 1)
         if len(ids) <= PERIOD_IDS:
-            return self.dense_search(vector, pool, among=ids)
+            try:
+                return self.dense_search(vector, pool, among=ids)
+            except Exception:  # Chroma fails the query if SQLite holds an id it lacks (an interrupted ingest)
+                pass
         wide = self.dense_search(vector, pool * 10)
         inside = set(self.index.in_periods([i for i, _ in wide], periods))
         return [(i, score) for i, score in wide if i in inside][:pool]

@@ -1,5 +1,5 @@
-"""The periods a question names or implies: "on 7 July, 2023", "in May 2023", "summer 2021", "in 2022",
-"in June", "last week", "yesterday", "two months ago", "between 11 and 15 August 2023".
+"""The periods a question names or implies: "on 7 July, 2023", "on 7 July", "in May 2023", "summer 2021",
+"in 2022", "since 2020", "in June", "last week", "yesterday", "two months ago".
 
 Pure functions on text and a reference time (`now`); English only. Times are wall-clock, as the user lived
 them, like the chunks' start_at/end_at (memory/index.py). Each period is [start, end).
@@ -32,7 +32,7 @@ SEASONS = {"spring": (3, 5), "summer": (6, 8), "autumn": (9, 11), "fall": (9, 11
 _NUMBERS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6}
 _UNIT_DAYS = {"day": 1, "week": 7, "month": 30, "year": 365}
 
-_MON = r"(?P<month>" + "|".join(sorted(MONTHS, key=len, reverse=True)) + r")\.?"
+_MON = r"(?P<month>" + "|".join(sorted(MONTHS, key=len, reverse=True)) + r")\b\.?"
 _DAY = r"(?P<day>\d{1,2})(?:st|nd|rd|th)?"
 _SEASON = "summer|winter|spring|autumn|fall"
 _YEAR = r"(?P<year>(?:19|20)\d\d)"
@@ -44,15 +44,18 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("iso", r"\b(?P<year>(?:19|20)\d\d)-(?P<month>\d\d)-(?P<day>\d\d)\b"),
         ("month", rf"\b{_MON},?\s+(?:of\s+)?{_YEAR}\b"),
         ("season", r"\b(?P<season>" + _SEASON + r")\s+(?:of\s+)?(?P<year>(?:19|20)\d\d)\b"),
-        ("year", r"\b(?:in|of|during|since|from|for|by|until|before|after)\s+(?P<year>(?:19|20)\d\d)\b"),
-        ("bare_month", rf"\b(?:in|during|of|early|late|mid|this|last|since)[\s-]+{_MON}(?!\s*\d)"),
+        ("day_of_year", rf"\b{_DAY}\s+(?:of\s+)?{_MON}(?!,?\s*\d)"),
+        ("day_of_year", rf"\b{_MON}\s+{_DAY}\b(?!,?\s*\d)"),
+        ("since", r"\b(?:since|after)\s+(?P<year>(?:19|20)\d\d)\b"),
+        ("year", r"\b(?:in|of|during|from)\s+(?P<year>(?:19|20)\d\d)\b"),
+        ("bare_month", rf"\b(?P<prefix>in|during|of|early|late|mid|this|last)[\s-]+{_MON}(?!\s*\d)"),
         ("day_word", r"\b(?P<word>yesterday|today|tonight)\b"),
         (
             "last",
             r"\b(?:last|past|previous)\s+(?P<unit>week|weekend|month|year|night|summer|winter|spring|autumn|fall)\b",
         ),
         ("this", r"\bthis\s+(?P<unit>week|weekend|month|year)\b"),
-        ("ago", r"\b(?P<n>\d+|an?|one|two|three|four|five|six)\s+(?P<unit>day|week|month|year)s?\s+ago\b"),
+        ("ago", r"\b(?P<n>\d{1,2}|an?|one|two|three|four|five|six)\s+(?P<unit>day|week|month|year)s?\s+ago\b"),
     )
 )
 
@@ -66,7 +69,10 @@ def periods(text: str, now: datetime) -> list[Period]:
         for match in pattern.finditer(text):
             if any(start < match.end() and match.start() < end for start, end in taken):
                 continue  # "7 July, 2023" is one day, not also a month and a year
-            period = _period(kind, match, now.replace(tzinfo=None))
+            try:
+                period = _period(kind, match, now.replace(tzinfo=None))
+            except (ValueError, OverflowError):  # 31 February; a year out of range
+                period = None
             if period is not None:
                 taken.append(match.span())
                 if period not in found:
@@ -77,23 +83,30 @@ def periods(text: str, now: datetime) -> list[Period]:
 def _period(kind: str, match: re.Match[str], now: datetime) -> Period | None:
     today = datetime(now.year, now.month, now.day)
     group = match.groupdict()
-    try:
-        if kind in ("day", "iso"):
-            month = int(group["month"]) if kind == "iso" else MONTHS[group["month"].lower()]
-            day = datetime(int(group["year"]), month, int(group["day"]))
-            return day, day + timedelta(days=1)
-        if kind == "month":
-            return _month(int(group["year"]), MONTHS[group["month"].lower()])
-        if kind == "season":
-            return _season(group["season"].lower(), int(group["year"]))
-        if kind == "year":
-            year = int(group["year"])
-            return datetime(year, 1, 1), datetime(year + 1, 1, 1)
-    except ValueError:  # 31 February
-        return None
-    if kind == "bare_month":  # the most recent one, this month included
+    if group.get("month") == "may":
+        return None  # "may" the verb; the month is written "May"
+    if kind in ("day", "iso"):
+        month = int(group["month"]) if kind == "iso" else MONTHS[group["month"].lower()]
+        day = datetime(int(group["year"]), month, int(group["day"]))
+        return day, day + timedelta(days=1)
+    if kind == "day_of_year":  # the latest such day, today included
+        month, number = MONTHS[group["month"].lower()], int(group["day"])
+        day = datetime(now.year, month, number)
+        day = day if day <= today else datetime(now.year - 1, month, number)
+        return day, day + timedelta(days=1)
+    if kind == "month":
+        return _month(int(group["year"]), MONTHS[group["month"].lower()])
+    if kind == "season":
+        return _season(group["season"].lower(), int(group["year"]))
+    if kind in ("year", "since"):
+        year = int(group["year"])
+        if year > now.year + 1:
+            return None  # "in 2090 pages" is no time
+        return datetime(year, 1, 1), (today + timedelta(days=1) if kind == "since" else datetime(year + 1, 1, 1))
+    if kind == "bare_month":  # the latest one, this month included; "last May" said in May: the one before
         month = MONTHS[group["month"].lower()]
-        return _month(now.year if month <= now.month else now.year - 1, month)
+        latest = month < now.month or (month == now.month and group["prefix"].lower() != "last")
+        return _month(now.year if latest else now.year - 1, month)
     if kind == "day_word":
         start = today - timedelta(days=1) if group["word"].lower() == "yesterday" else today
         return start, start + timedelta(days=1)

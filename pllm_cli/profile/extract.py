@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from pllm_cli.ingest.readers.mail import email_sender
 from pllm_cli.memory.index import STOPWORDS
-from pllm_cli.memory.records import Chunk
+from pllm_cli.memory.records import CHAT_LINE, Chunk
 from pllm_cli.profile.facts import Evidence, Origin
 from pllm_cli.profile.turns import chat_turns
 from pllm_cli.runtime import ChatMessage, StructuredModel
@@ -88,8 +88,12 @@ def statements(chunk: Chunk, me: Collection[str], *, source_format: str, ingeste
     found: list[Statement] = []
     if chunk.kind == "chat":
         turns = chat_turns(chunk, me)
-        # "you" is the user only in a two-person exchange the user takes part in
-        one_to_one = len(chunk.speakers or {t.speaker for t in turns}) == 2 and any(t.by_user for t in turns)
+        # "you" is the user only in a two-person exchange the user takes part in; a window may hold one speaker,
+        # so the speaker of the turn before it counts too
+        speakers = set(chunk.speakers or {t.speaker for t in turns})
+        if chunk.context and (before := CHAT_LINE.match(chunk.context.splitlines()[-1])):
+            speakers.add(before["speaker"].strip())
+        one_to_one = len(speakers) == 2 and any(t.by_user for t in turns)
         names = _names_pattern(me)
         for turn in turns:
             for sentence in _sentences(turn.text):

@@ -1,0 +1,127 @@
+"""Retrieval on a real memory (Chroma + SQLite on disk, fake embedder): time awareness, neighbours, packing,
+and the index's time columns, including those of a memory written before they existed."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pllm_cli.ingest.pipeline import IngestOptions, ingest_paths
+from pllm_cli.memory.index import ChunkIndex
+from pllm_cli.memory.passages import approximate_tokens
+from pllm_cli.memory.retrieval import Retriever, Techniques
+
+# Two sessions that say nearly the same thing, months apart; chatter around each.
+SESSIONS = {
+    "2026-01-10T19:00:00": ["we had ramen at Ichiran tonight", "it was great, let's go again", "agreed"],
+    "2026-03-03T19:00:00": ["we had ramen at Ichiran tonight again", "still great", "next time sushi"],
+}
+
+
+def chat_export(path: Path) -> Path:
+    rows = []
+    for day, texts in SESSIONS.items():
+        start = datetime.fromisoformat(day)
+        for n, text in enumerate(texts):
+            speaker = "Maya" if n % 2 == 0 else "Elin"
+            time = start.replace(minute=n).isoformat()
+            rows.append(
+                {"conversation": "elin", "id": f"{day[:10]}.{n}", "speaker": speaker, "time": time, "text": text}
+            )
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def memory(tmp_path: Path, store: Any, fake_embedder: Any) -> Any:
+    report = ingest_paths([chat_export(tmp_path / "elin.jsonl")], store, fake_embedder, options=IngestOptions())
+    assert not report.failed
+    return store
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "lexical"])
+def test_a_question_naming_a_time_finds_that_period_first(memory: Any, fake_embedder: Any, mode: Any) -> None:
+    retriever = Retriever(memory, fake_embedder, mode, now=datetime(2026, 3, 20))
+    for question, day in [
+        ("where did we have ramen on 3 March 2026?", "2026-03-03"),
+        ("where did we have ramen in January 2026?", "2026-01-10"),
+        ("where did we have ramen in January?", "2026-01-10"),
+        ("where did we have ramen earlier this month?", "2026-03-03"),
+    ]:
+        assert retriever.search(question, 3)[0].chunk.start_time.startswith(day), question
+
+
+def test_without_time_awareness_the_period_is_not_favoured(memory: Any, fake_embedder: Any) -> None:
+    plain = Retriever(memory, fake_embedder, "lexical", techniques=Techniques(time_aware=False))
+    aware = Retriever(memory, fake_embedder, "lexical", now=datetime(2026, 3, 20))
+    question = "ramen Ichiran tonight in January"
+    assert plain.periods(question) == []
+    assert plain.search(question, 1)[0].chunk.start_time.startswith("2026-03-03")  # more matching words
+    assert aware.search(question, 1)[0].chunk.start_time.startswith("2026-01-10")
+
+
+def test_recall_packs_passages_with_neighbouring_turns_within_the_budget(memory: Any, fake_embedder: Any) -> None:
+    retriever = Retriever(memory, fake_embedder, "hybrid", now=datetime(2026, 3, 20))
+    cost = lambda p: approximate_tokens(p.text)  # noqa: E731
+    passages = retriever.recall("what was next time going to be? sushi", 1000, cost)
+    assert passages and sum(cost(p) for p in passages) <= 1000
+    ids = [i for p in passages for i in p.message_ids]
+    assert len(ids) == len(set(ids)), "no turn twice"
+    assert "2026-03-03.2" in passages[0].message_ids
+    small = retriever.recall("sushi", 12, cost)
+    assert sum(cost(p) for p in small) <= 12
+
+
+def test_neighbours_are_the_chunks_around_in_the_same_source(memory: Any) -> None:
+    chunks = list(memory.index.iter_chunks())
+    assert len(chunks) >= 2
+    before, after = memory.neighbours(chunks[1])
+    assert before == chunks[0] and (after is None or after.position == 2)
+    assert memory.neighbours(chunks[0])[0] is None
+
+
+def test_the_latest_time_and_period_filters_use_wall_clock_time(memory: Any) -> None:
+    assert memory.latest_time() == datetime(2026, 3, 3, 19, 2)
+    march = [(datetime(2026, 3, 1), datetime(2026, 4, 1))]
+    ids = memory.index.ids_in_periods(march, 100)
+    assert ids and all(c.start_time.startswith("2026-03") for c in memory.index.get(ids).values())
+    assert memory.index.lexical_search("ramen", 10, march) and all(
+        i in ids for i, _ in memory.index.lexical_search("ramen", 10, march)
+    )
+    assert memory.index.lexical_search("ramen", 10, [(datetime(2025, 1, 1), datetime(2025, 2, 1))]) == []
+
+
+def test_a_memory_from_before_the_time_columns_gets_them_filled(tmp_path: Path) -> None:
+    path = tmp_path / "index.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE chunks (id TEXT PRIMARY KEY, source TEXT NOT NULL, position INTEGER NOT NULL, "
+        "text TEXT NOT NULL, meta TEXT NOT NULL)"
+    )
+    meta = {"kind": "chat", "start_time": "2026-02-03T19:04:00+01:00", "end_time": "2026-02-03T19:09:00+01:00"}
+    db.execute("INSERT INTO chunks VALUES ('c1', '/a.jsonl', 0, '[2026-02-03 19:04] Maya: hi', ?)", (json.dumps(meta),))
+    db.commit()
+    db.close()
+    index = ChunkIndex(path)
+    try:
+        row = index.db.execute("SELECT start_at, end_at FROM chunks WHERE id = 'c1'").fetchone()
+        assert row == ("2026-02-03T19:04:00", "2026-02-03T19:09:00")
+        assert index.latest_time() == datetime(2026, 2, 3, 19, 9)
+    finally:
+        index.close()
+
+
+def test_a_file_cut_by_an_older_chunking_is_read_again(tmp_path: Path, store: Any, fake_embedder: Any) -> None:
+    path = chat_export(tmp_path / "elin.jsonl")
+    ingest_paths([path], store, fake_embedder)
+    record = store.source(str(path))
+    old = record.__class__(**{**record.to_dict(), "sha256": record.sha256.split("+")[0]})  # a 0.2 key
+    store.index.db.execute("UPDATE sources SET sha256 = ? WHERE source = ?", (old.sha256, old.source))
+    again = ingest_paths([path], store, fake_embedder)
+    assert [f.status for f in again.files] == ["updated"]
+    assert [f.status for f in ingest_paths([path], store, fake_embedder).files] == ["unchanged"]
