@@ -47,7 +47,7 @@ from pllm_cli.ingest.chunking import CHAT_CHUNK_TURNS, CHAT_CHUNK_WORDS, chunk_d
 from pllm_cli.ingest.document import Document, Message  # noqa: E402
 from pllm_cli.memory.passages import approximate_tokens  # noqa: E402
 from pllm_cli.memory.records import Chunk, SourceRecord  # noqa: E402
-from pllm_cli.memory.retrieval import Retriever  # noqa: E402
+from pllm_cli.memory.retrieval import Retriever, Techniques  # noqa: E402
 from pllm_cli.memory.store import HNSW, SEARCH_MODES, ChromaStore  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "eval" / "locomo" / "locomo-dev.json"
@@ -61,7 +61,7 @@ TOP = 10  # recall@10
 K = 12  # hits per search: the `k` setting's default
 POOL = max(K * 4, 40)  # what ChromaStore.search asks each retriever for
 MEMORY_TOKENS = 512  # the `memory_tokens` setting's default
-SWEEP = (10, 20, 40, 80, 120, 200)
+SWEEP = (10, 20, 40, 80, 120, 200, 400, 800)
 RECALL_TARGET, P95_TARGET_MS = 0.99, 50.0
 VERDICT = {True: "PASS", False: "MISS"}
 T = TypeVar("T")
@@ -208,6 +208,16 @@ def search_latency(store: ChromaStore, embedder: SentenceTransformerEmbedder, qu
             lambda q: retriever.recall(q, MEMORY_TOKENS, lambda p: approximate_tokens(p.text)),  # noqa: B023
             questions,
         )[1]
+    hybrid = Retriever(store, embedder, "hybrid", now=now)
+    dated = [q for q in questions if hybrid.periods(q)]
+    undated = [q for q in questions if not hybrid.periods(q)]
+    figures["dated_questions"] = len(dated)
+    for name, group in (("hybrid_dated", dated), ("hybrid_undated", undated), ("hybrid_no_time", questions)):
+        retriever = Retriever(
+            store, embedder, "hybrid", now=now, techniques=Techniques(time_aware=name != "hybrid_no_time")
+        )
+        if group:
+            figures[f"search_{name}"] = timed(lambda q: retriever.search(q, K), group)[1]  # noqa: B023
     vectors, figures["embed_question"] = timed(lambda q: embedder.embed([q])[0], questions)
     figures[f"dense_search_{POOL}"] = timed(lambda v: store.dense_search(v, POOL), vectors)[1]
     figures[f"lexical_search_{POOL}"] = timed(lambda q: store.index.lexical_search(q, POOL), questions)[1]
