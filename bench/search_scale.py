@@ -45,7 +45,7 @@ from pllm_cli.embedding import SentenceTransformerEmbedder  # noqa: E402
 from pllm_cli.evaluation.locomo import extract_questions, load_locomo, sample_to_chat_records  # noqa: E402
 from pllm_cli.ingest.chunking import CHAT_CHUNK_TURNS, CHAT_CHUNK_WORDS, chunk_document  # noqa: E402
 from pllm_cli.ingest.document import Document, Message  # noqa: E402
-from pllm_cli.memory.passages import approximate_tokens  # noqa: E402
+from pllm_cli.memory.passages import passage_tokens  # noqa: E402
 from pllm_cli.memory.records import Chunk, SourceRecord  # noqa: E402
 from pllm_cli.memory.retrieval import Retriever, Techniques  # noqa: E402
 from pllm_cli.memory.store import HNSW, SEARCH_MODES, ChromaStore  # noqa: E402
@@ -205,7 +205,7 @@ def search_latency(store: ChromaStore, embedder: SentenceTransformerEmbedder, qu
         retriever = Retriever(store, embedder, mode, now=now)
         figures[f"search_{mode}"] = timed(lambda q: retriever.search(q, K), questions)[1]  # noqa: B023
         figures[f"recall_{mode}"] = timed(
-            lambda q: retriever.recall(q, MEMORY_TOKENS, lambda p: approximate_tokens(p.text)),  # noqa: B023
+            lambda q: retriever.recall(q, MEMORY_TOKENS, passage_tokens),  # noqa: B023
             questions,
         )[1]
     hybrid = Retriever(store, embedder, "hybrid", now=now)

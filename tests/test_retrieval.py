@@ -13,7 +13,7 @@ import pytest
 
 from pllm_cli.ingest.pipeline import IngestOptions, ingest_paths
 from pllm_cli.memory.index import ChunkIndex
-from pllm_cli.memory.passages import approximate_tokens
+from pllm_cli.memory.passages import passage_tokens
 from pllm_cli.memory.retrieval import Retriever, Techniques
 
 # Two sessions that say nearly the same thing, months apart; chatter around each.
@@ -67,7 +67,7 @@ def test_without_time_awareness_the_period_is_not_favoured(memory: Any, fake_emb
 
 def test_recall_packs_passages_with_neighbouring_turns_within_the_budget(memory: Any, fake_embedder: Any) -> None:
     retriever = Retriever(memory, fake_embedder, "hybrid", now=datetime(2026, 3, 20))
-    cost = lambda p: approximate_tokens(p.text)  # noqa: E731
+    cost = passage_tokens
     passages = retriever.recall("what was next time going to be? sushi", 1000, cost)
     assert passages and sum(cost(p) for p in passages) <= 1000
     ids = [i for p in passages for i in p.message_ids]

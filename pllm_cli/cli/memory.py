@@ -15,7 +15,7 @@ from pllm_cli.errors import BusyError, InputError, NotFoundError, PllmError
 from pllm_cli.ingest.pipeline import IngestOptions, forget_by_rule
 from pllm_cli.memory.forgetting import ForgetRule
 from pllm_cli.memory.index import ChunkIndex
-from pllm_cli.memory.passages import approximate_tokens
+from pllm_cli.memory.passages import passage_tokens
 from pllm_cli.memory.records import Hit, SourceRecord
 from pllm_cli.memory.retrieval import POOL, Retriever
 from pllm_cli.memory.store import SEARCH_MODES
@@ -73,8 +73,8 @@ def _show(retriever: Retriever, query: str, hits: list[Hit], tokens: int | None,
         else:
             _render_hits(hits)
         return
-    passages = retriever.pack(hits, tokens, lambda p: approximate_tokens(p.text))
-    found["tokens"] = sum(approximate_tokens(p.text) for p in passages)
+    passages = retriever.pack(hits, tokens, passage_tokens)
+    found["tokens"] = sum(passage_tokens(p) for p in passages)
     found["passages"] = [p.to_dict() for p in passages]
     if json_output:
         print_json(found)

@@ -15,9 +15,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pllm_cli.memory.timeframes import MONTHS
+
 CATEGORY_NAMES: dict[int, str] = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
 RECALL_CATEGORIES: tuple[int, ...] = (1, 2, 3, 4)  # 5 (adversarial) has no answer in the conversation
-TOKENS_PER_WORD = 1.3
 
 Sample = Mapping[str, Any]
 Hit = Mapping[str, Any]  # a hit of `pllm memory search --json`: at least "text" and "message_ids"
@@ -27,27 +28,6 @@ _DATE_TIME = re.compile(
     r"\s*(\d{1,2}):(\d{2})\s*([ap])\.?\s*m\.?\s+on\s+(\d{1,2})\s+([A-Za-z]+)\.?,?\s+(\d{4})\s*", re.IGNORECASE
 )
 _EVIDENCE_ID = re.compile(r"D\s*:?\s*(\d+)\s*:\s*(\d+)", re.IGNORECASE)
-_MONTHS = {
-    name: number
-    for number, names in enumerate(
-        (
-            ("january", "jan"),
-            ("february", "feb"),
-            ("march", "mar"),
-            ("april", "apr"),
-            ("may",),
-            ("june", "jun"),
-            ("july", "jul"),
-            ("august", "aug"),
-            ("september", "sep", "sept"),
-            ("october", "oct"),
-            ("november", "nov"),
-            ("december", "dec"),
-        ),
-        start=1,
-    )
-    for name in names
-}
 
 
 @dataclass(frozen=True)
@@ -89,7 +69,7 @@ def parse_session_time(value: str) -> datetime:
     if not match:
         raise ValueError(f"unrecognised LoCoMo session time {value!r}")
     hour, minute, half, day, month_name, year = match.groups()
-    month = _MONTHS.get(month_name.lower())
+    month = MONTHS.get(month_name.lower())
     if month is None:
         raise ValueError(f"unrecognised month in LoCoMo session time {value!r}")
     hour24 = int(hour) % 12 + (12 if half.lower() == "p" else 0)
@@ -185,11 +165,6 @@ def extract_questions(sample: Sample, categories: Collection[int] = RECALL_CATEG
 
 
 # metrics ----------------------------------------------------------------------------------------------
-def count_tokens(text: str) -> int:
-    """The LoCoMo evaluation's model-free token count: round(1.3 x words)."""
-    return round(TOKENS_PER_WORD * len(text.split()))
-
-
 def evidence_share(hits: Iterable[Hit], evidence: Collection[str]) -> float:
     """The share (0-1) of the evidence ids that appear in the hits' message_ids."""
     wanted = set(evidence)

@@ -13,8 +13,8 @@ from typing import Any
 
 from pllm_cli.embedding import Embedder
 from pllm_cli.evaluation.conversations import conversation_memories
-from pllm_cli.evaluation.locomo import aggregate, count_tokens, evidence_share, extract_questions, recall_at_k
-from pllm_cli.memory.passages import Passage
+from pllm_cli.evaluation.locomo import aggregate, evidence_share, extract_questions, recall_at_k
+from pllm_cli.memory.passages import passage_tokens
 from pllm_cli.memory.retrieval import POOL, Retriever, Techniques
 from pllm_cli.memory.store import SEARCH_MODES, SearchMode
 
@@ -25,11 +25,6 @@ ABLATIONS: dict[str, Techniques] = {
     "hybrid -time": Techniques(time_aware=False),
     "hybrid -neighbours": Techniques(neighbours=False),
 }
-
-
-def passage_tokens(passage: Passage) -> int:
-    """The evaluation's model-free cost of a passage: 1.3 tokens a word of the text the prompt would show."""
-    return count_tokens(passage.text)
 
 
 @dataclass

@@ -82,8 +82,13 @@ class Passage:
 
 
 def approximate_tokens(text: str) -> int:
-    """A model-free token count: 1.3 a word (what `memory search --tokens` packs by)."""
+    """A model-free token count: round(1.3 x words), the measure of ../shared/eval/README.md."""
     return round(1.3 * len(text.split()))
+
+
+def passage_tokens(passage: Passage) -> int:
+    """A passage's model-free cost: what `memory search --tokens` and `pllm eval` pack by."""
+    return approximate_tokens(passage.text)
 
 
 class Neighbours(Protocol):
