@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from pllm_cli.ingest.pipeline import IngestOptions, ingest_paths
+from pllm_cli.memory import index as index_module
+from pllm_cli.memory import store as store_module
 from pllm_cli.memory.index import ChunkIndex
 from pllm_cli.memory.passages import passage_tokens
 from pllm_cli.memory.retrieval import Retriever, Techniques
@@ -44,8 +46,12 @@ def memory(tmp_path: Path, store: Any, fake_embedder: Any) -> Any:
     return store
 
 
+@pytest.mark.parametrize("exact_period", [300, 0], ids=["vectors-of-the-period", "filtered-wide-pool"])
 @pytest.mark.parametrize("mode", ["hybrid", "dense", "lexical"])
-def test_a_question_naming_a_time_finds_that_period_first(memory: Any, fake_embedder: Any, mode: Any) -> None:
+def test_a_question_naming_a_time_finds_that_period_first(
+    memory: Any, fake_embedder: Any, mode: Any, exact_period: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "EXACT_PERIOD", exact_period)  # 0: every period counts as large
     retriever = Retriever(memory, fake_embedder, mode, now=datetime(2026, 3, 20))
     for question, day in [
         ("where did we have ramen on 3 March 2026?", "2026-03-03"),
@@ -114,6 +120,54 @@ def test_a_memory_from_before_the_time_columns_gets_them_filled(tmp_path: Path) 
         assert index.latest_time() == datetime(2026, 2, 3, 19, 9)
     finally:
         index.close()
+
+
+def test_a_memory_whose_bm25_rows_had_their_own_rowids_gets_them_aligned(tmp_path: Path) -> None:
+    """Schema 1 let chunks_fts rowids differ from the chunks'; a period filter and deletions rely on them."""
+    path = tmp_path / "index.sqlite3"
+    old = ChunkIndex(path)
+    old.close()
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("DROP TABLE chunks_fts")
+    db.execute("CREATE VIRTUAL TABLE chunks_fts USING fts5(id UNINDEXED, text)")
+    db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    days = {"c1": "2026-01-10T19:00:00", "c2": "2026-03-03T19:00:00"}
+    for position, (chunk_id, day) in enumerate(days.items()):
+        meta = json.dumps({"kind": "chat", "start_time": day, "end_time": day})
+        row = (chunk_id, position, meta, day, day)
+        db.execute("INSERT INTO chunks VALUES (?, '/a.jsonl', ?, 'ramen', ?, ?, ?)", row)
+    db.execute("INSERT INTO chunks_fts (rowid, id, text) VALUES (7, 'c2', 'ramen again'), (9, 'c1', 'ramen')")
+    db.close()
+    index = ChunkIndex(path)
+    try:
+        pairs = index.db.execute("SELECT c.id FROM chunks c JOIN chunks_fts f ON f.rowid = c.rowid AND f.id = c.id")
+        assert sorted(row[0] for row in pairs) == ["c1", "c2"]
+        march = [(datetime(2026, 3, 1), datetime(2026, 4, 1))]
+        assert [i for i, _ in index.lexical_search("ramen", 10, march)] == ["c2"]
+        index.remove_chunks(["c2"])
+        assert [i for i, _ in index.lexical_search("ramen", 10)] == ["c1"]
+        assert index.get_meta("schema_version") == index_module.SCHEMA_VERSION
+    finally:
+        index.close()
+
+
+def test_a_slow_query_leaves_out_words_most_of_the_memory_holds(memory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """'ramen' is in every chunk here: once a query counts as slow it is left out, if the others still match."""
+    everywhere = {i for i, _ in memory.index.lexical_search("ramen", 10)}
+    assert everywhere == {c.id for c in memory.index.iter_chunks()}
+    monkeypatch.setattr(index_module, "SLOW_QUERY", 1)
+    assert {i for i, _ in memory.index.lexical_search("ramen sushi", 1)} < everywhere  # sushi alone
+    assert {i for i, _ in memory.index.lexical_search("ramen sushi", 10)} == everywhere  # sushi matches too few
+    assert {i for i, _ in memory.index.lexical_search("ramen", 10)} == everywhere  # the only word is kept
+
+
+def test_bm25_in_the_background_ranks_as_in_the_foreground(memory: Any) -> None:
+    march = [(datetime(2026, 3, 1), datetime(2026, 4, 1))]
+    for periods in ([], march):
+        later = memory.index.lexical_search_later("ramen tonight", 10, periods)
+        assert later.result() == memory.index.lexical_search("ramen tonight", 10, periods)
+    memory.index.close()
+    assert memory.index._worker is None and memory.index._reader is None
 
 
 def test_a_file_cut_by_an_older_chunking_is_read_again(tmp_path: Path, store: Any, fake_embedder: Any) -> None:

@@ -11,7 +11,7 @@ from pllm_cli.embedding import Embedder
 from pllm_cli.errors import NotFoundError
 from pllm_cli.memory.passages import Passage, pack
 from pllm_cli.memory.records import Hit
-from pllm_cli.memory.store import MemoryStore, SearchMode
+from pllm_cli.memory.store import MemoryStore, QueryVector, SearchMode
 from pllm_cli.memory.timeframes import Period, periods
 
 POOL = 50  # hits ranked for packing: more than a budget of a few thousand tokens can hold
@@ -53,7 +53,9 @@ class Retriever:
         return periods(query, self.now or datetime.now())
 
     def search(self, query: str, k: int) -> list[Hit]:
-        return self.search_many([query], k)[0]
+        """The best `k` chunks for `query`; it is embedded while BM25 ranks."""
+        vector: QueryVector = (lambda: self.embedder.embed([query])[0]) if self.mode != "lexical" else []
+        return self.store.search(vector, query, k, self.mode, self.periods(query))
 
     def search_many(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         """The best `k` chunks for each query; one embedding call for all of them."""
@@ -69,6 +71,8 @@ class Retriever:
     def recall_many(
         self, queries: Sequence[str], tokens: int, cost: Callable[[Passage], int], limit: int | None = None
     ) -> list[list[Passage]]:
+        if len(queries) == 1:
+            return [self.pack(self.search(queries[0], POOL), tokens, cost, limit)]
         return [self.pack(hits, tokens, cost, limit) for hits in self.search_many(queries, POOL)]
 
     def pack(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -10,6 +10,7 @@ from typing import Any, Literal, Protocol, cast
 
 from pllm_cli.errors import StoreError
 from pllm_cli.memory.forgetting import ForgetRule
+from pllm_cli.memory.heap import cleared_allocations
 from pllm_cli.memory.index import ChunkIndex
 from pllm_cli.memory.records import Chunk, Hit, SourceRecord
 from pllm_cli.memory.timeframes import Period
@@ -18,6 +19,9 @@ from pllm_cli.paths import ensure_private_dir, make_tree_private
 SearchMode = Literal["dense", "lexical", "hybrid"]
 SEARCH_MODES: tuple[SearchMode, ...] = ("dense", "lexical", "hybrid")
 COLLECTION = "memory"
+# A question's vector, or a function that makes it: search then ranks by BM25 meanwhile
+# (ChunkIndex.lexical_search_later).
+QueryVector = Sequence[float] | Callable[[], Sequence[float]]
 # Fusion measured on LoCoMo dev (`pllm eval retrieval`, evidence recall within 512 tokens, stopword-free
 # lexical queries): the usual RRF_K 60 with equal weights 66.7; lexical weighted 1.5-2x and RRF_K 2-20 all
 # gave 70.3-72.1, a plateau; its middle is taken rather than its best point. Lexical alone 67.5, dense 56.6.
@@ -26,7 +30,12 @@ RRF_K = 10
 # period: in-period chunks gain without out-of-period ones being dropped (the date may be loose). Weight 1
 # gave LoCoMo 75.9 -> 78.3 within 512 tokens; 0.5 78.3, 2 77.9; the restricted lists alone 72.1 (of 72.4).
 FUSION_WEIGHTS = {"dense": 1.0, "lexical": 1.5, "dense_in_period": 1.0, "lexical_in_period": 1.5}
-PERIOD_IDS = 2000  # a period with more chunks than this is searched by filtering a wider unrestricted pool
+# Dense search within a period (bench/search_scale.py, 100,000 chunks): up to EXACT_PERIOD chunks, their
+# vectors are read from Chroma and compared exactly (2 ms for 20, 6 ms for 200, 22 ms for 1,000); a larger
+# period takes its chunks from the nearest PERIOD_POOL of the whole memory (one HNSW query, as fast as 48 at
+# ef_search 400). Chroma's own filtered query (`ids=`) took 20-57 ms at any size.
+EXACT_PERIOD = 300
+PERIOD_POOL = 1000
 # ef_search measured on 100,000 chunks of real language (bench/search_scale.py): the share of the exact top 10
 # found was 0.97 at 120, 0.99 at 200, 0.999 at 400 and 1.0 at 800, at 8-10 ms p95 for all. Chroma fixes
 # ef_search when it creates a collection; an existing memory keeps the value it was made with.
@@ -46,7 +55,7 @@ class MemoryStore(Protocol):
     def record_failure(self, source: str, reason: str) -> None: ...
     def forget_rules(self) -> list[ForgetRule]: ...
     def search(
-        self, vector: Sequence[float], text: str, k: int, mode: SearchMode = "hybrid", periods: Sequence[Period] = ()
+        self, vector: QueryVector, text: str, k: int, mode: SearchMode = "hybrid", periods: Sequence[Period] = ()
     ) -> list[Hit]: ...
     def neighbours(self, chunk: Chunk) -> tuple[Chunk | None, Chunk | None]: ...
     def latest_time(self) -> datetime | None: ...
@@ -78,23 +87,24 @@ class ChromaStore:
         from chromadb.config import Settings
 
         try:
-            client = chromadb.PersistentClient(
-                path=str(self.directory / "chroma"),
-                settings=Settings(anonymized_telemetry=False, allow_reset=False),
-            )
-            collection = client.get_or_create_collection(
-                COLLECTION,
-                configuration=cast(Any, {"hnsw": HNSW}),  # chromadb types it as a TypedDict
-                metadata={"embedding_model": self.embedding_model},
-                embedding_function=None,
-            )
+            with cleared_allocations():
+                client = chromadb.PersistentClient(
+                    path=str(self.directory / "chroma"),
+                    settings=Settings(anonymized_telemetry=False, allow_reset=False),
+                )
+                collection = client.get_or_create_collection(
+                    COLLECTION,
+                    configuration=cast(Any, {"hnsw": HNSW}),  # chromadb types it as a TypedDict
+                    metadata={"embedding_model": self.embedding_model},
+                    embedding_function=None,
+                )
         except Exception as exc:  # chromadb raises many unrelated types for a damaged store
             raise StoreError(
                 f"cannot open the vector store in {self.directory}: {exc}",
                 hint="if it is damaged, delete that folder and ingest again",
             ) from None
         make_tree_private(self.directory)
-        return collection
+        return _Cleared(collection)
 
     def close(self) -> None:
         self.index.close()
@@ -181,38 +191,56 @@ class ChromaStore:
     def latest_time(self) -> datetime | None:
         return self.index.latest_time()
 
-    def dense_search(
-        self, vector: Sequence[float], limit: int, among: Sequence[str] | None = None
-    ) -> list[tuple[str, float]]:
-        """(chunk id, cosine similarity), best first; only chunks `among` these ids if given."""
-        total = self.collection.count() if among is None else len(among)
-        if total == 0:
-            return []
+    def dense_search(self, vector: Sequence[float], limit: int) -> list[tuple[str, float]]:
+        """(chunk id, cosine similarity), best first. (Chroma returns fewer when it holds fewer; asking it to
+        count first cost 5 ms at 100,000 chunks.)"""
         import numpy
 
         result = self.collection.query(
-            query_embeddings=numpy.asarray([vector], dtype=numpy.float32),
-            n_results=min(limit, total),
-            include=["distances"],
-            **({} if among is None else {"ids": list(among)}),
+            query_embeddings=numpy.asarray([vector], dtype=numpy.float32), n_results=limit, include=["distances"]
         )
         return [(i, 1.0 - float(d)) for i, d in zip(result["ids"][0], result["distances"][0], strict=True)]
 
+    def exact_search(self, vector: Sequence[float], ids: Sequence[str], limit: int) -> list[tuple[str, float]]:
+        """(chunk id, cosine similarity) of the best `limit` of these chunks, compared one by one."""
+        import numpy
+
+        found = self.collection.get(ids=list(ids), include=["embeddings"]) if ids else {"ids": []}
+        if not found["ids"]:
+            return []
+        matrix = numpy.asarray(found["embeddings"], dtype=numpy.float32)
+        query = numpy.asarray(vector, dtype=numpy.float32)
+        norms = numpy.linalg.norm(matrix, axis=1) * float(numpy.linalg.norm(query))
+        similarity = matrix @ query / numpy.where(norms == 0, 1.0, norms)
+        best = numpy.argsort(-similarity, kind="stable")[:limit]
+        return [(found["ids"][row], float(similarity[row])) for row in best]
+
     def search(
-        self, vector: Sequence[float], text: str, k: int, mode: SearchMode = "hybrid", periods: Sequence[Period] = ()
+        self, vector: QueryVector, text: str, k: int, mode: SearchMode = "hybrid", periods: Sequence[Period] = ()
     ) -> list[Hit]:
         """The best `k` chunks for a query (its vector and its text); with `periods`, those of these periods
         rank higher."""
         pool = max(k * 4, 40)
         ranked: dict[str, list[tuple[str, float]]] = {}
+        lexical = self.index.lexical_search_later(text, pool) if mode in ("lexical", "hybrid") else None
         if mode in ("dense", "hybrid"):
-            ranked["dense"] = self.dense_search(vector, pool)
-            if periods:
-                ranked["dense_in_period"] = self._dense_in_periods(vector, pool, periods)
-        if mode in ("lexical", "hybrid"):
-            ranked["lexical"] = self.index.lexical_search(text, pool)
-            if periods:
+            if callable(vector):
+                vector = vector()
+            inside = self.index.ids_in_periods(periods, EXACT_PERIOD + 1) if periods else []
+            if len(inside) <= EXACT_PERIOD:
+                ranked["dense"] = self.dense_search(vector, pool)
+                if periods:
+                    ranked["dense_in_period"] = self.exact_search(vector, inside, pool)
+            else:
+                nearest = self.dense_search(vector, max(pool, PERIOD_POOL))
+                kept = set(self.index.in_periods([i for i, _ in nearest], periods))
+                ranked["dense"] = nearest[:pool]
+                ranked["dense_in_period"] = [hit for hit in nearest if hit[0] in kept][:pool]
+        if lexical is not None:
+            if periods:  # here, while the worker ranks the whole memory: this one is quicker
                 ranked["lexical_in_period"] = self.index.lexical_search(text, pool, periods)
+            ranked["lexical"] = lexical.result()
+        ranked = {name: ranked[name] for name in FUSION_WEIGHTS if name in ranked}  # one order: the same sums
         fused = fuse(ranked) if len(ranked) > 1 else dict(ranked[mode])
         best = sorted(fused, key=lambda i: fused[i], reverse=True)
         chunks = self.index.get(best[: k * 2])  # ids Chroma knows but SQLite lost are skipped
@@ -224,19 +252,6 @@ class ChromaStore:
         ]
         return hits[:k]
 
-    def _dense_in_periods(
-        self, vector: Sequence[float], pool: int, periods: Sequence[Period]
-    ) -> list[tuple[str, float]]:
-        ids = self.index.ids_in_periods(periods, PERIOD_IDS + 1)
-        if len(ids) <= PERIOD_IDS:
-            try:
-                return self.dense_search(vector, pool, among=ids)
-            except Exception:  # Chroma fails the query if SQLite holds an id it lacks (an interrupted ingest)
-                pass
-        wide = self.dense_search(vector, pool * 10)
-        inside = set(self.index.in_periods([i for i, _ in wide], periods))
-        return [(i, score) for i, score in wide if i in inside][:pool]
-
 
 def fuse(ranked: dict[str, list[tuple[str, float]]]) -> dict[str, float]:
     """Weighted reciprocal-rank fusion: each list contributes weight / (RRF_K + rank)."""
@@ -246,3 +261,22 @@ def fuse(ranked: dict[str, list[tuple[str, float]]]) -> dict[str, float]:
         for rank, (chunk_id, _) in enumerate(hits, start=1):
             scores[chunk_id] = scores.get(chunk_id, 0.0) + weight / (RRF_K + rank)
     return scores
+
+
+class _Cleared:
+    """A Chroma collection whose every call runs inside heap.cleared_allocations(): Chroma writes memory it
+    never cleared into its index files, and this keeps freed text out of that memory."""
+
+    def __init__(self, collection: Any) -> None:
+        self._collection = collection
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._collection, name)
+        if not callable(value):
+            return value
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with cleared_allocations():
+                return value(*args, **kwargs)
+
+        return call
