@@ -14,8 +14,9 @@ import pytest
 from pllm_cli.ingest.pipeline import IngestOptions, ingest_paths
 from pllm_cli.memory import index as index_module
 from pllm_cli.memory import store as store_module
-from pllm_cli.memory.index import ChunkIndex
+from pllm_cli.memory.index import ChunkIndex, _informative, fts_terms
 from pllm_cli.memory.passages import passage_tokens
+from pllm_cli.memory.records import Chunk, SourceRecord
 from pllm_cli.memory.retrieval import Retriever, Techniques
 
 # Two sessions that say nearly the same thing, months apart; chatter around each.
@@ -146,19 +147,82 @@ def test_a_memory_whose_bm25_rows_had_their_own_rowids_gets_them_aligned(tmp_pat
         assert [i for i, _ in index.lexical_search("ramen", 10, march)] == ["c2"]
         index.remove_chunks(["c2"])
         assert [i for i, _ in index.lexical_search("ramen", 10)] == ["c1"]
-        assert index.get_meta("schema_version") == index_module.SCHEMA_VERSION
+        assert index.get_meta("schema_version") == str(index_module.SCHEMA_VERSION)
     finally:
         index.close()
 
 
-def test_a_slow_query_leaves_out_words_most_of_the_memory_holds(memory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """'ramen' is in every chunk here: once a query counts as slow it is left out, if the others still match."""
-    everywhere = {i for i, _ in memory.index.lexical_search("ramen", 10)}
-    assert everywhere == {c.id for c in memory.index.iter_chunks()}
+@pytest.fixture
+def notes(tmp_path: Path) -> Any:
+    """Ten dated notes, all about ramen; sushi in one of March, tea in two of January."""
+    index = ChunkIndex(tmp_path / "notes.sqlite3")
+    texts = ["ramen and tea", "ramen and tea"] + ["ramen again"] * 7 + ["ramen then sushi"]
+    chunks = [
+        Chunk(Chunk.make_id("/notes.md", n, text), "/notes.md", n, text, "text", start_time=day, end_time=day)
+        for n, text in enumerate(texts)
+        for day in [f"2026-01-1{n}T10:00:00" if n < 2 else f"2026-03-0{n}T10:00:00"]
+    ]
+    index.replace_source(SourceRecord("/notes.md", "x", "markdown", len(chunks), 0, "now"), chunks)
+    yield index
+    index.close()
+
+
+def test_a_slow_query_leaves_out_words_most_of_the_memory_holds(notes: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    terms = fts_terms("ramen sushi tea")
+    assert _informative(notes.db, terms, 1) == terms  # a fast query keeps every word
     monkeypatch.setattr(index_module, "SLOW_QUERY", 1)
-    assert {i for i, _ in memory.index.lexical_search("ramen sushi", 1)} < everywhere  # sushi alone
-    assert {i for i, _ in memory.index.lexical_search("ramen sushi", 10)} == everywhere  # sushi matches too few
-    assert {i for i, _ in memory.index.lexical_search("ramen", 10)} == everywhere  # the only word is kept
+    assert _informative(notes.db, terms, 3) == ['"sushi"', '"tea"']  # ramen, in every note, is left out
+    assert _informative(notes.db, terms, 4) == terms  # sushi and tea match too few notes for 4
+    assert _informative(notes.db, ['"ramen"'], 1) == ['"ramen"']  # the only word is kept
+    assert len(notes.lexical_search("ramen sushi tea", 4)) == 4
+
+
+def test_a_period_is_searched_with_every_word(notes: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The words left out of a slow query may be the only ones the period holds."""
+    monkeypatch.setattr(index_module, "SLOW_QUERY", 1)
+    march = [(datetime(2026, 3, 2), datetime(2026, 3, 8))]  # ramen again, no sushi
+    assert notes.lexical_search("ramen sushi", 1, march)  # pruned to sushi, it would find nothing
+
+
+def test_bm25_rows_stay_with_their_chunks_through_compaction_and_repair(memory: Any) -> None:
+    index = memory.index
+    first = next(index.iter_chunks())
+    index.remove_chunks([first.id])
+    index.compact()
+    assert index.misaligned() == 0
+    index.db.execute("UPDATE chunks SET rowid = rowid + 1000")  # what a dump and restore may do
+    assert index.misaligned() > 0
+    index.compact()
+    assert index.misaligned() == 0
+    march = [(datetime(2026, 3, 1), datetime(2026, 4, 1))]
+    assert [i for i, _ in index.lexical_search("ramen", 10, march)] == index.ids_in_periods(march, 10)
+
+
+def test_a_stray_bm25_row_does_not_block_the_next_ingest(tmp_path: Path, memory: Any, fake_embedder: Any) -> None:
+    """A row left by an older pllm still running takes the rowid the next chunk gets: it is replaced."""
+    index = memory.index
+    next_rowid = index.db.execute("SELECT max(rowid) + 1 FROM chunks").fetchone()[0]
+    index.db.execute("INSERT INTO chunks_fts (rowid, id, text) VALUES (?, 'stray', 'stray words')", (next_rowid,))
+    other = tmp_path / "other.jsonl"
+    other.write_text(
+        json.dumps({"conversation": "k", "id": "1", "speaker": "Karin", "time": "2026-03-04T10:00:00", "text": "tea"})
+        + "\n"
+    )
+    assert not ingest_paths([other], memory, fake_embedder).failed
+    assert index.lexical_search("stray", 10) == [] and index.misaligned() == 0
+
+
+def test_a_newer_memory_keeps_its_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "index.sqlite3"
+    ChunkIndex(path).close()
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    db.close()
+    index = ChunkIndex(path)
+    try:
+        assert index.get_meta("schema_version") == "3"
+    finally:
+        index.close()
 
 
 def test_bm25_in_the_background_ranks_as_in_the_foreground(memory: Any) -> None:

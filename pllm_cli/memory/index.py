@@ -21,7 +21,7 @@ from pllm_cli.memory.timeframes import Period
 
 # 2: each chunks_fts row has its chunk's rowid, so a period filter is a rowid test (lexical_search); older
 # memories are moved over when first opened (_align_fts_rowids).
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = 2
 _FTS_TABLE = "USING fts5(id UNINDEXED, text, tokenize = 'porter unicode61 remove_diacritics 2')"
 
 _SCHEMA = (
@@ -126,22 +126,34 @@ class ChunkIndex:
                 end = max(start, wall_clock(data.get("end_time", "")))
                 self.db.execute("UPDATE chunks SET start_at = ?, end_at = ? WHERE id = ?", (start, end, chunk_id))
 
+    def _schema_version(self) -> int:
+        return int(self.get_meta("schema_version") or 0)
+
     def _align_fts_rowids(self) -> None:
         """Give every chunks_fts row its chunk's rowid (schema 1 let them differ), in one transaction."""
-        if self.get_meta("schema_version") == SCHEMA_VERSION:
+        if self._schema_version() >= SCHEMA_VERSION:
             return
         with self._transaction():
-            if self.get_meta("schema_version") == SCHEMA_VERSION:  # another process did it meanwhile
+            if self._schema_version() >= SCHEMA_VERSION:  # another process did it meanwhile
                 return
-            self.db.execute("DROP TABLE IF EXISTS chunks_fts_aligned")
-            self.db.execute(f"CREATE VIRTUAL TABLE chunks_fts_aligned {_FTS_TABLE}")
-            self.db.execute(
-                "INSERT OR REPLACE INTO chunks_fts_aligned (rowid, id, text)"
-                " SELECT c.rowid, f.id, f.text FROM chunks_fts f JOIN chunks c ON c.id = f.id"
-            )
-            self.db.execute("DROP TABLE chunks_fts")
-            self.db.execute("ALTER TABLE chunks_fts_aligned RENAME TO chunks_fts")
-            self.set_meta("schema_version", SCHEMA_VERSION)
+            self._rebuild_fts()
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
+
+    def _rebuild_fts(self) -> None:
+        """chunks_fts again, each row under its chunk's rowid; rows of chunks that are gone are left out."""
+        self.db.execute("DROP TABLE IF EXISTS chunks_fts_aligned")
+        self.db.execute(f"CREATE VIRTUAL TABLE chunks_fts_aligned {_FTS_TABLE}")
+        self.db.execute(
+            "INSERT OR REPLACE INTO chunks_fts_aligned (rowid, id, text)"
+            " SELECT c.rowid, f.id, f.text FROM chunks_fts f JOIN chunks c ON c.id = f.id"
+        )
+        self.db.execute("DROP TABLE chunks_fts")
+        self.db.execute("ALTER TABLE chunks_fts_aligned RENAME TO chunks_fts")
+
+    def misaligned(self) -> int:
+        """BM25 rows whose rowid is not their chunk's (0 unless something outside pllm renumbered rows)."""
+        query = "SELECT count(*) FROM chunks_fts f LEFT JOIN chunks c ON c.rowid = f.rowid WHERE c.id IS NOT f.id"
+        return int(self.db.execute(query).fetchone()[0])
 
     def close(self) -> None:
         if self._worker is not None:
@@ -226,10 +238,15 @@ class ChunkIndex:
                     self.db.execute("UPDATE sources SET chunks = chunks - 1 WHERE source = ?", (row[0],))
 
     def compact(self) -> None:
-        """Leave no trace of deleted text in the file: fold the WAL back and rewrite free pages."""
+        """Leave no trace of deleted text in the file: fold the WAL back and rewrite free pages. SQLite may
+        renumber rowids in a VACUUM; should the BM25 rows and their chunks part, they are matched again."""
         self.db.execute("INSERT INTO chunks_fts (chunks_fts) VALUES ('optimize')")  # merge away deleted terms
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.db.execute("VACUUM")
+        if self.misaligned():
+            with self._transaction():
+                self._rebuild_fts()
+            self.db.execute("VACUUM")
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def rename_source(self, old: str, new: str) -> None:
@@ -271,19 +288,21 @@ class ChunkIndex:
         return removed
 
     def _delete_chunks(self, source: str) -> int:
-        self.db.execute("DELETE FROM chunks_fts WHERE rowid IN (SELECT rowid FROM chunks WHERE source = ?)", (source,))
+        self._drop_fts(self.chunk_ids(source))
         return self.db.execute("DELETE FROM chunks WHERE source = ?", (source,)).rowcount
 
     def _add_fts(self, chunks: Sequence[Chunk]) -> None:
-        """BM25 rows for chunks already in `chunks`, under the same rowids."""
+        """BM25 rows for chunks already in `chunks`, under the same rowids (replacing a stray row there)."""
         self.db.executemany(
-            "INSERT INTO chunks_fts (rowid, id, text) SELECT rowid, id, ? FROM chunks WHERE id = ?",
+            "INSERT OR REPLACE INTO chunks_fts (rowid, id, text) SELECT rowid, id, ? FROM chunks WHERE id = ?",
             [(c.embedding_text, c.id) for c in chunks],
         )
 
     def _drop_fts(self, ids: Sequence[str]) -> None:
+        """The BM25 rows of these chunks: by rowid, and only if the row is that chunk's."""
         self.db.executemany(
-            "DELETE FROM chunks_fts WHERE rowid = (SELECT rowid FROM chunks WHERE id = ?)", [(i,) for i in ids]
+            "DELETE FROM chunks_fts WHERE rowid = (SELECT rowid FROM chunks WHERE id = ?) AND id = ?",
+            [(i, i) for i in ids],
         )
 
     @contextmanager
@@ -376,7 +395,8 @@ class ChunkIndex:
 
 
 def _bm25(db: sqlite3.Connection, text: str, limit: int, periods: Sequence[Period]) -> list[tuple[str, float]]:
-    query = " OR ".join(_informative(db, fts_terms(text), limit))
+    terms = fts_terms(text)
+    query = " OR ".join(terms if periods else _informative(db, terms, limit))  # a period's matches are few
     if not query:
         return []
     if periods:  # "+rowid": a filter on the matches (bm25 is computed for those that pass), not a lookup
@@ -404,7 +424,9 @@ def _informative(db: sqlite3.Connection, terms: list[str], limit: int) -> list[s
         return terms
     chunks = db.execute("SELECT coalesce(sum(chunks), 0) FROM sources").fetchone()[0]  # count(*): 0.6 ms
     kept = [term for term in terms if found[term] <= chunks * COMMON_WORD_SHARE]
-    return kept if sum(found[term] for term in kept) >= limit else terms
+    if not kept or len(kept) == len(terms):
+        return terms
+    return kept if int(db.execute(count, (" OR ".join(kept),)).fetchone()[0]) >= limit else terms
 
 
 def _period_condition(periods: Sequence[Period]) -> tuple[str, list[str]]:

@@ -271,7 +271,10 @@ class _Cleared:
         self._collection = collection
 
     def __getattr__(self, name: str) -> Any:
-        value = getattr(self._collection, name)
+        if name.startswith("__"):  # copy and pickle look for these before __init__ has run
+            raise AttributeError(name)
+        with cleared_allocations():  # properties such as `configuration` call into Chroma too
+            value = getattr(self.__dict__["_collection"], name)
         if not callable(value):
             return value
 
