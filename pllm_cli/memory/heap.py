@@ -4,7 +4,7 @@ Chroma writes its HNSW index (data_level0.bin) from memory it allocates without 
 capacity goes to disk as whatever the process had freed there before, such as SQLite pages of chunk texts
 (seen in tests/test_forget.py: a forgotten message inside data_level0.bin, about one run in 25). While Chroma
 runs, glibc fills every block it carves for it, and every block freed, with a fill byte (mallopt M_PERTURB):
-the forget tests then came out clean 100 runs in 100.
+the forget tests then came out clean 140 runs in 140.
 
 Not covered, so the leak is rarer but not impossible:
 - a block of up to about 1 KB handed out again from glibc's per-thread cache (no fill);

@@ -77,7 +77,7 @@ STOPWORDS = frozenset(
 # A query whose words are found in more than SLOW_QUERY chunks (summed: FTS5 scores every match, about 0.5 us
 # each) leaves out the words found in more than COMMON_WORD_SHARE of the memory, if the others still match.
 # Such a word weighs under log(0.7/0.3) = 0.85 in BM25 against 7-10 for a rare one. At 100,000 chunks
-# (bench/search_scale.py): 0.998 of the full top 10 kept, BM25 p95 39 -> 31 ms, max 64 -> 41 ms.
+# (bench/search_scale.py): 0.999 of the full top 10 kept, BM25 p95 41 -> 36 ms, max 64 -> 50 ms.
 SLOW_QUERY = 20_000
 COMMON_WORD_SHARE = 0.3
 

@@ -265,7 +265,7 @@ def fuse(ranked: dict[str, list[tuple[str, float]]]) -> dict[str, float]:
 
 class _Cleared:
     """A Chroma collection whose every call runs inside heap.cleared_allocations(): Chroma writes memory it
-    never cleared into its index files, and this keeps freed text out of that memory."""
+    never cleared into its index files, and this fills most of that memory first (heap.py: what it misses)."""
 
     def __init__(self, collection: Any) -> None:
         self._collection = collection
