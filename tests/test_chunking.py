@@ -12,11 +12,11 @@ from pllm_cli.ingest.chunking import (
     TEXT_CHUNK_WORDS,
     chat_windows,
     chunk_document,
-    format_turn,
     pack_paragraphs,
 )
 from pllm_cli.ingest.document import Document, Message, Section
 from pllm_cli.ingest.readers import read_document
+from pllm_cli.memory.records import Chunk, Mail, Turn
 
 
 def message(number: int, time: str, speaker: str = "Maya", conversation: str = "family", text: str = "") -> Message:
@@ -76,11 +76,16 @@ def test_short_paragraphs_are_packed_together() -> None:
     assert pack_paragraphs(text, limit=3) == ["First paragraph.", "Second paragraph.", "Third one."]
 
 
-def test_section_chunks_carry_mail_message_ids_and_time() -> None:
-    section = Section("Email: hi", "From: a\n\nbody", message_ids=("<x@y>",), time="2026-02-10T08:47:12+01:00")
+def test_section_chunks_carry_mail_headers_and_time() -> None:
+    when = "2026-02-10T08:47:12+01:00"
+    mail = Mail("Zoe <zoe@example.com>", ("Maya <maya@example.com>",), (), when, "hi", "<x@y>")
+    section = Section("hi", "body", time=when, mail=mail)
     [chunk] = chunk_document(Document("/m/a.eml", "email", "hi", sections=[section]))
+    assert chunk.mail == mail and chunk.body == "body"
     assert chunk.message_ids == ("<x@y>",)
-    assert chunk.start_time == chunk.end_time == "2026-02-10T08:47:12+01:00"
+    assert chunk.start_time == chunk.end_time == when
+    assert chunk.text == "Email from Zoe <zoe@example.com> to Maya <maya@example.com>, 2026-02-10 08:47: hi\n\nbody"
+    assert Chunk.from_dict(chunk.to_dict()) == chunk
 
 
 def test_chat_chunk_lines_keep_time_and_speaker_and_ids() -> None:
@@ -102,7 +107,8 @@ def test_chat_chunk_lines_keep_time_and_speaker_and_ids() -> None:
     assert chunk.conversation == chunk.heading == "family"
     assert chunk.start_time == "2026-01-27T18:42:00+01:00"
     assert chunk.end_time == ""
-    assert format_turn(messages[0]) == "[2026-01-27 18:42] Mamma: Hej allihopa!"
+    assert chunk.turns[1] == Turn("m0002", "Elin", "plenty of time\n😅", "2026-01-27T18:45:00+01:00", False)
+    assert Chunk.from_dict(chunk.to_dict()) == chunk
 
 
 def test_chat_window_splits_at_a_long_pause() -> None:
@@ -164,12 +170,11 @@ def test_chunking_a_document_with_sections_and_messages(tmp_path: Path) -> None:
 def test_a_chat_window_is_searched_with_the_turn_before_it() -> None:
     messages = [message(n, f"2026-02-01T08:0{n}:00+01:00", text=f"turn {n} " + "word " * 15) for n in range(1, 7)]
     chunks = chunk_document(chat_document(messages))
-    assert len(chunks) > 1 and chunks[0].context == ""
+    assert len(chunks) > 1 and chunks[0].context == ()
     for before, chunk in itertools.pairwise(chunks):
-        assert chunk.context == before.text.splitlines()[-1]
+        assert chunk.context == before.turns[-1:]
         assert chunk.embedding_text.startswith("Maya: turn ")
         assert "[2026" not in chunk.embedding_text  # stamps are not embedded
-        assert chunk.turn_texts() == chunk.text.splitlines()
 
 
 def test_no_context_across_a_long_pause_or_from_another_conversation() -> None:
@@ -180,4 +185,4 @@ def test_no_context_across_a_long_pause_or_from_another_conversation() -> None:
     ]
     chunks = chunk_document(chat_document(messages))
     assert [c.message_ids for c in chunks] == [("m0001",), ("m0002",), ("m0003",)]
-    assert [c.context for c in chunks] == ["", "", ""]
+    assert [c.context for c in chunks] == [(), (), ()]

@@ -9,7 +9,7 @@ import pytest
 
 from pllm_cli.errors import ExitCode, NotFoundError, StoreError
 from pllm_cli.memory.index import fts_query
-from pllm_cli.memory.records import Chunk, SourceRecord
+from pllm_cli.memory.records import Chunk, SourceRecord, Turn
 from pllm_cli.memory.retrieval import Retriever
 from pllm_cli.memory.store import ChromaStore, fuse
 
@@ -29,7 +29,7 @@ NOTES = {
 
 def make_chunks(source: str, texts: list[str]) -> list[Chunk]:
     return [
-        Chunk(id=Chunk.make_id(source, n, t), source=source, position=n, text=t, kind="text", heading=source)
+        Chunk(id=Chunk.make_id(source, n, t), source=source, position=n, kind="text", body=t)
         for n, t in enumerate(texts)
     ]
 
@@ -102,7 +102,7 @@ def test_remove_source_leaves_no_trace(filled: ChromaStore) -> None:
 
 def test_lexical_search(filled: ChromaStore, fake_embedder: Any) -> None:
     hits = filled.search(fake_embedder.vector("bouldering"), "who goes bouldering?", 3, mode="lexical")
-    assert hits[0].chunk.text == "Elin goes bouldering three times a week"
+    assert hits[0].chunk.body == "Elin goes bouldering three times a week"
     assert set(hits[0].scores) == {"lexical"}
     # stemming and diacritics: "races" finds "Race", "Kárin" finds "Karin"
     assert filled.search([], "races", 1, mode="lexical")[0].chunk.text.startswith("Race day")
@@ -119,7 +119,7 @@ def test_lexical_search_ignores_query_syntax(filled: ChromaStore) -> None:
 def test_dense_search(filled: ChromaStore, fake_embedder: Any) -> None:
     text = "Elin collects Hagi tea bowls from Japan"
     hits = filled.search(fake_embedder.vector(text), "", 3, mode="dense")
-    assert hits[0].chunk.text == text
+    assert hits[0].chunk.body == text
     assert hits[0].score == pytest.approx(1.0, abs=1e-4)
     assert set(hits[0].scores) == {"dense"}
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
@@ -147,12 +147,10 @@ def test_chunk_metadata_round_trips(store: ChromaStore, fake_embedder: Any) -> N
         id="c1",
         source="/c/chat.jsonl",
         position=0,
-        text="[2026-02-01 07:02] Jonas: coffee?",
         kind="chat",
-        heading="maya-jonas",
         conversation="maya-jonas",
-        speakers=("Jonas",),
-        message_ids=("m0014",),
+        turns=(Turn("m0014", "Jonas", "coffee?", "2026-02-01T07:02:00+01:00"),),
+        context=(Turn("m0013", "Maya", "morning!", "2026-02-01T07:01:00+01:00", by_user=True),),
         start_time="2026-02-01T07:02:00+01:00",
         end_time="2026-02-01T07:02:00+01:00",
     )

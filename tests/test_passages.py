@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pllm_cli.memory.passages import Passage, approximate_tokens, chunk_turns, pack, render_turns
-from pllm_cli.memory.records import Chunk, Hit
+from pllm_cli.memory.records import Chunk, Hit, Turn
 
 SOURCE = "/chats/elin.jsonl"
 
@@ -12,27 +14,26 @@ def words(passage: Passage) -> int:
     return len(passage.text.split())
 
 
-def chat(position: int, turns: list[tuple[str, str]], *, context: str = "", day: str = "2026-03-01") -> Chunk:
-    """A chat chunk of (speaker, text) turns, one minute apart; ids m<position>.<n>."""
-    lines = [f"[{day} 10:{position:02d}] {speaker}: {text}" for speaker, text in turns]
+def chat(
+    position: int, turns: list[tuple[str, str]], *, context: tuple[Turn, ...] = (), day: str = "2026-03-01"
+) -> Chunk:
+    """A chat chunk of (speaker, text) turns at 10:<position>; ids m<position>.<n>."""
+    when = f"{day}T10:{position:02d}:00"
     return Chunk(
         id=f"c{position}",
         source=SOURCE,
         position=position,
-        text="\n".join(lines),
         kind="chat",
-        heading="elin",
         conversation="elin",
-        speakers=tuple(dict.fromkeys(s for s, _ in turns)),
-        message_ids=tuple(f"m{position}.{n}" for n in range(len(turns))),
-        start_time=f"{day}T10:{position:02d}:00",
-        end_time=f"{day}T10:{position:02d}:00",
+        turns=tuple(Turn(f"m{position}.{n}", speaker, text, when) for n, (speaker, text) in enumerate(turns)),
+        start_time=when,
+        end_time=when,
         context=context,
     )
 
 
 def note(position: int, text: str, source: str = "/notes/a.md") -> Chunk:
-    return Chunk(id=f"n{position}{source}", source=source, position=position, text=text, kind="text")
+    return Chunk(id=f"n{position}{source}", source=source, position=position, kind="text", body=text)
 
 
 class Chain:
@@ -55,8 +56,7 @@ def conversation() -> list[Chunk]:
     ]
     chunks: list[Chunk] = []
     for position, turns in enumerate(windows):
-        context = chunks[-1].text.splitlines()[-1] if chunks else ""
-        chunks.append(chat(position, turns, context=context))
+        chunks.append(chat(position, turns, context=chunks[-1].turns[-1:] if chunks else ()))
     return chunks
 
 
@@ -85,7 +85,7 @@ def test_a_chat_hit_brings_the_turn_before_and_the_turn_after() -> None:
 
 def test_no_turn_before_across_a_pause_or_another_conversation() -> None:
     chunks = conversation()
-    cut = [chunks[0], chunks[1], Chunk(**{**chunks[2].to_dict(), "context": ""}), chunks[3]]
+    cut = [chunks[0], chunks[1], replace(chunks[2], context=()), chunks[3]]
     [passage] = pack(hits(cut[2]), 1000, words, neighbours=Chain(cut))
     assert passage.message_ids[0] == "m2.0"
 
@@ -138,7 +138,7 @@ def test_passages_keep_rank_order_when_a_later_hit_merges_into_an_earlier_one() 
 
 def test_render_stamps_only_where_a_run_starts_or_the_day_changes() -> None:
     monday = chat(0, [("Elin", "hi"), ("Maya", "hello")], day="2026-03-02")
-    tuesday = chat(1, [("Elin", "again")], day="2026-03-03", context="x")
+    tuesday = chat(1, [("Elin", "again")], day="2026-03-03", context=monday.turns[-1:])
     later = chat(5, [("Maya", "much later")], day="2026-03-03")
     turns = chunk_turns(monday) + chunk_turns(tuesday) + chunk_turns(later)
     assert render_turns(turns).splitlines() == [
@@ -152,8 +152,9 @@ def test_render_stamps_only_where_a_run_starts_or_the_day_changes() -> None:
 def test_multi_line_messages_stay_one_turn() -> None:
     chunk = chat(0, [("Elin", "list:\n- eggs\n- milk"), ("Maya", "ok")])
     turns = chunk_turns(chunk)
-    assert [t.message_ids for t in turns] == [("m0.0",), ("m0.1",)]
-    assert turns[0].text.endswith("- milk")
+    assert [t.turn.message_id for t in turns] == ["m0.0", "m0.1"]
+    assert turns[0].turn.text.endswith("- milk")
+    assert render_turns(turns).splitlines() == ["[2026-03-01 10:00] Elin: list:", "- eggs", "- milk", "Maya: ok"]
 
 
 def test_approximate_tokens_and_to_dict() -> None:
@@ -163,15 +164,9 @@ def test_approximate_tokens_and_to_dict() -> None:
     assert data["start_time"] == "2026-03-01T10:00:00" and data["kind"] == "chat"
 
 
-def test_turns_that_do_not_line_up_keep_all_the_chunks_message_ids() -> None:
-    chunk = Chunk(**{**chat(0, [("Elin", "a"), ("Maya", "b")]).to_dict(), "message_ids": ("x", "y", "z")})
-    [passage] = pack(hits(chunk), 1000, words)
-    assert passage.message_ids == ["x", "y", "z"]
-
-
 def test_windows_of_different_conversations_are_never_merged() -> None:
     family = chat(0, [("Mamma", "dinner at six")])
-    work = Chunk(**{**chat(1, [("Karin", "the report is due")]).to_dict(), "conversation": "work"})
+    work = replace(chat(1, [("Karin", "the report is due")]), conversation="work")
     packed = pack(hits(family, work), 1000, words, neighbours=Chain([family, work]))
     assert [p.conversation for p in packed] == ["elin", "work"]
     assert all(line.startswith("[") for p in packed for line in p.text.splitlines())

@@ -25,7 +25,7 @@ from conftest import FakeChatModel, FakeEmbedder
 from pllm_cli.errors import BusyError, ExitCode, InputError, NotFoundError, StoreError
 from pllm_cli.ingest.pipeline import IngestOptions, ingest_paths
 from pllm_cli.locking import exclusive
-from pllm_cli.memory.records import Chunk
+from pllm_cli.memory.records import Chunk, Mail, Turn
 from pllm_cli.memory.store import ChromaStore
 from pllm_cli.paths import Paths
 from pllm_cli.profile import manage
@@ -45,7 +45,6 @@ from pllm_cli.profile.refresh import RefreshReport
 from pllm_cli.profile.render import describe, select, wants_my_voice
 from pllm_cli.profile.state import ProfileFiles, ProfileState
 from pllm_cli.profile.style import writing_style
-from pllm_cli.profile.turns import Turn
 from pllm_cli.runtime import ChatMessage
 
 ME = ("Maya",)
@@ -61,25 +60,27 @@ def vec(text: str) -> tuple[float, ...]:
 
 
 def chat_chunk(*turns: tuple[str, str], chunk_id: str = "c1") -> Chunk:
-    """A chat chunk as ingest stores it: one "[time] speaker: text" line per turn, ids m1..mN, Maya's marked."""
-    lines = [f"[2026-01-27 21:{10 + n:02d}] {speaker}: {text}" for n, (speaker, text) in enumerate(turns)]
-    ids = tuple(f"m{n + 1}" for n in range(len(turns)))
+    """A chat chunk as ingest stores it: turns with ids m1..mN at 21:1N, Maya's marked as the user's."""
     return Chunk(
         id=chunk_id,
         source=CHAT_SOURCE,
         position=0,
-        text="\n".join(lines),
         kind="chat",
         conversation="c",
-        speakers=tuple(dict.fromkeys(speaker for speaker, _ in turns)),
-        message_ids=ids,
-        user_message_ids=tuple(i for i, (speaker, _) in zip(ids, turns, strict=True) if speaker == "Maya"),
+        turns=tuple(
+            Turn(f"m{n + 1}", speaker, text, f"2026-01-27T21:{10 + n:02d}:00", speaker == "Maya")
+            for n, (speaker, text) in enumerate(turns)
+        ),
     )
 
 
 def text_chunk(text: str, heading: str = "", chunk_id: str = "t1", source: str = "/notes/n.md") -> Chunk:
-    body = f"{heading}\n\n{text}" if heading else text
-    return Chunk(id=chunk_id, source=source, position=0, text=body, kind="text", heading=heading)
+    return Chunk(id=chunk_id, source=source, position=0, kind="text", body=text, section=heading)
+
+
+def mail_chunk(text: str, sender: str) -> Chunk:
+    headers = Mail(sender, ("Jonas <jonas@example.org>",), (), "2026-02-03T09:00:00+01:00", "Kyoto", "<k@x>")
+    return Chunk(id="e1", source="/mail/sent.mbox", position=0, kind="text", body=text, mail=headers)
 
 
 def found(chunk: Chunk, source_format: str = "chat-jsonl", me: Sequence[str] = ME) -> list[Statement]:
@@ -260,10 +261,13 @@ def test_you_between_two_other_people_is_not_about_the_user() -> None:
 
 def test_mail_counts_only_when_the_user_sent_it() -> None:
     body = "I booked the train tickets to Kyoto for our spring trip.\nThe hotel is near the station."
-    sent = text_chunk(body, heading="Email from Maya Berg <maya@example.org> to Jonas, 3 Feb 2026: Kyoto")
-    received = text_chunk(body, heading="Email from Jonas <jonas@example.org> to Maya, 3 Feb 2026: Kyoto")
-    assert [s.text for s in found(sent, "mail")] == ["I booked the train tickets to Kyoto for our spring trip."]
-    assert found(received, "mail") == []
+    sent = mail_chunk(body, "Maya Berg <maya@example.org>")
+    received = mail_chunk(body, "Jonas <jonas@example.org>")
+    for source_format in ("email", "mbox"):  # the formats the mail readers write (not "mail")
+        assert [s.text for s in found(sent, source_format)] == [
+            "I booked the train tickets to Kyoto for our spring trip."
+        ]
+        assert found(received, source_format) == []
 
 
 def test_saved_web_pages_give_nothing() -> None:
@@ -841,7 +845,7 @@ CELLO = "Maya plays the cello in an orchestra."
 
 
 def render_state(style: bool = False) -> ProfileState:
-    turns = [Turn("Maya", text, "", "", True) for text in ("haha yes!", "see you at 8", "ok 🙂", "running late")]
+    turns = [Turn("", "Maya", text, "", True) for text in ("haha yes!", "see you at 8", "ok 🙂", "running late")]
     return ProfileState(
         name="Maya",
         version=4,

@@ -17,7 +17,7 @@ def words(text: str) -> int:
 
 def hit(number: int, size: int, source: str | None = None) -> Passage:
     text = " ".join([f"note{number}"] * size)
-    chunk = Chunk(id=f"c{number}", source=source or f"/notes/n{number}.md", position=0, text=text, kind="text")
+    chunk = Chunk(id=f"c{number}", source=source or f"/notes/n{number}.md", position=0, kind="text", body=text)
     return Passage(chunk.source, "text", "", "", 1.0 / number, [chunk])
 
 

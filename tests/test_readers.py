@@ -10,6 +10,7 @@ from conftest import EXAMPLES
 
 from pllm_cli.errors import ExitCode, InputError
 from pllm_cli.ingest.readers import is_supported, read_document
+from pllm_cli.memory.records import Mail
 
 
 def read(path: Path):  # type: ignore[no-untyped-def]
@@ -141,10 +142,12 @@ def test_eml_quoted_printable_swedish_and_encoded_subject() -> None:
     assert document.format == "email"
     assert document.title == "Slottsskogen north meadow – concept review and deadline"
     [section] = document.sections
-    assert section.message_ids == ("<20260210084712.4711@gronstad-landskap.example>",)
-    assert section.time == "2026-02-10T08:47:12+01:00"
-    assert section.heading.startswith("Email from Karin Ek <karin.ek@gronstad-landskap.example> to ")
-    assert section.heading.endswith(": Slottsskogen north meadow – concept review and deadline")
+    assert section.mail is not None
+    assert section.mail.message_id == "<20260210084712.4711@gronstad-landskap.example>"
+    assert section.time == section.mail.date == "2026-02-10T08:47:12+01:00"
+    assert section.mail.sender == "Karin Ek <karin.ek@gronstad-landskap.example>"
+    assert section.mail.subject == section.heading == "Slottsskogen north meadow – concept review and deadline"
+    assert section.mail.to and all("@" in address for address in section.mail.to)
     # quoted-printable soft line breaks joined, UTF-8 bytes decoded
     assert "Göteborgs Stad, Park- och naturförvaltningen" in section.text
     assert "Good work – the infiltration" in section.text
@@ -175,8 +178,16 @@ def test_eml_html_only_body_and_attachment_names(tmp_path: Path) -> None:
     assert "Välkommen på kräftskiva!" in section.text
     assert "x()" not in section.text
     assert "[attachments: karta.pdf]" in section.text
-    assert section.heading == (
-        "Email from Åsa <asa@example.org> to maya@example.org, Sat, 08 Aug 2026 18:00:00 +0200: Kräftskiva"
+    assert section.mail == Mail(
+        "Åsa <asa@example.org>",
+        ("maya@example.org",),
+        (),
+        "2026-08-08T18:00:00+02:00",
+        "Kräftskiva",
+        "<kraft@example.org>",
+    )
+    assert (
+        section.mail.heading() == "Email from Åsa <asa@example.org> to maya@example.org, 2026-08-08 18:00: Kräftskiva"
     )
 
 
@@ -184,9 +195,9 @@ def test_mbox_three_messages_with_quotes_stripped() -> None:
     document = read(EXAMPLES / "mail" / "archive.mbox")
     assert document.format == "mbox"
     assert len(document.sections) == 3
-    subjects = [s.heading.split(": ", 1)[1] for s in document.sections]
+    subjects = [s.mail.subject for s in document.sections if s.mail]
     assert subjects == ["my birthday on the 14th", "Re: my birthday on the 14th", "Lesson notes + JLPT N4 plan"]
-    assert all(len(s.message_ids) == 1 for s in document.sections)
+    assert all(s.mail and s.mail.message_id for s in document.sections)
     reply = document.sections[1].text
     assert "A double batch of cardamom buns." in reply
     # the quoted previous message is not repeated in the reply

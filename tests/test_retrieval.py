@@ -15,6 +15,7 @@ from pllm_cli.ingest.pipeline import IngestOptions, ingest_paths
 from pllm_cli.memory import index as index_module
 from pllm_cli.memory import store as store_module
 from pllm_cli.memory.index import ChunkIndex, _informative, fts_terms
+from pllm_cli.memory.migrations import SCHEMA_VERSION
 from pllm_cli.memory.passages import passage_tokens
 from pllm_cli.memory.records import Chunk, SourceRecord
 from pllm_cli.memory.retrieval import Retriever, Techniques
@@ -147,7 +148,7 @@ def test_a_memory_whose_bm25_rows_had_their_own_rowids_gets_them_aligned(tmp_pat
         assert [i for i, _ in index.lexical_search("ramen", 10, march)] == ["c2"]
         index.remove_chunks(["c2"])
         assert [i for i, _ in index.lexical_search("ramen", 10)] == ["c1"]
-        assert index.get_meta("schema_version") == str(index_module.SCHEMA_VERSION)
+        assert index.get_meta("schema_version") == str(SCHEMA_VERSION)
     finally:
         index.close()
 
@@ -158,7 +159,7 @@ def notes(tmp_path: Path) -> Any:
     index = ChunkIndex(tmp_path / "notes.sqlite3")
     texts = ["ramen and tea", "ramen and tea"] + ["ramen again"] * 7 + ["ramen then sushi"]
     chunks = [
-        Chunk(Chunk.make_id("/notes.md", n, text), "/notes.md", n, text, "text", start_time=day, end_time=day)
+        Chunk(Chunk.make_id("/notes.md", n, text), "/notes.md", n, "text", text, start_time=day, end_time=day)
         for n, text in enumerate(texts)
         for day in [f"2026-01-1{n}T10:00:00" if n < 2 else f"2026-03-0{n}T10:00:00"]
     ]
@@ -216,11 +217,11 @@ def test_a_newer_memory_keeps_its_schema_version(tmp_path: Path) -> None:
     path = tmp_path / "index.sqlite3"
     ChunkIndex(path).close()
     db = sqlite3.connect(path, isolation_level=None)
-    db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
     db.close()
     index = ChunkIndex(path)
     try:
-        assert index.get_meta("schema_version") == "3"
+        assert index.get_meta("schema_version") == str(SCHEMA_VERSION + 1)
     finally:
         index.close()
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from pllm_cli.memory.records import Turn
 from pllm_cli.profile.style import WritingStyle, writing_style
-from pllm_cli.profile.turns import Turn
 
 
 def turn(text: str, time: str = "") -> Turn:

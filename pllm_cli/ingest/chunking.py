@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from pllm_cli.ingest.document import Document, Message, Section
-from pllm_cli.memory.records import Chunk
+from pllm_cli.memory.records import Chunk, Turn
 
 TEXT_CHUNK_WORDS = 110  # ~1.5 wordpieces a word: stays within MiniLM's 256-wordpiece window
 # Small windows: retrieval is judged by what fits in a few hundred prompt tokens. On LoCoMo hybrid evidence
@@ -22,7 +23,9 @@ CHAT_CHUNK_WORDS = 40
 CHAT_CHUNK_TURNS = 3
 CHAT_CONTEXT_TURNS = 1  # turns before a window that are embedded and indexed with it (not shown)
 CHAT_PAUSE = timedelta(hours=6)
-CHUNKING_VERSION = 2  # part of each file's content key: a new version re-reads every file at the next ingest
+# Part of each file's content key: a new version re-reads every file at the next ingest. 3: chat turns and
+# e-mail headers stored as structured fields (a multi-line message is one turn, whatever its lines say).
+CHUNKING_VERSION = 3
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
@@ -62,22 +65,6 @@ def pack_paragraphs(text: str, limit: int = TEXT_CHUNK_WORDS) -> list[str]:
     if current:
         pieces.append("\n\n".join(current))
     return pieces
-
-
-def format_time(iso: str) -> str:
-    """'2026-02-03T19:04:00+01:00' -> '2026-02-03 19:04' (local time as written by the source)."""
-    if not iso:
-        return ""
-    try:
-        return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M")
-    except ValueError:
-        return iso
-
-
-def format_turn(message: Message) -> str:
-    when = format_time(message.time)
-    prefix = f"[{when}] " if when else ""
-    return f"{prefix}{message.speaker}: {message.text.strip()}"
 
 
 def _parsed(message: Message) -> datetime | None:
@@ -120,18 +107,18 @@ def chat_windows(
 
 def _section_chunks(document: Document, section: Section, position: int) -> Iterator[Chunk]:
     for offset, piece in enumerate(pack_paragraphs(section.text)):
-        text = f"{section.heading}\n\n{piece}" if section.heading else piece
-        yield Chunk(
-            id=Chunk.make_id(document.source, position + offset, text),
+        chunk = Chunk(
+            id="",
             source=document.source,
             position=position + offset,
-            text=text,
             kind="text",
-            heading=section.heading,
-            message_ids=section.message_ids,
+            body=piece,
+            section=section.heading if section.mail is None else "",
+            mail=section.mail,
             start_time=section.time,
             end_time=section.time,
         )
+        yield replace(chunk, id=Chunk.make_id(document.source, chunk.position, chunk.text))
 
 
 def by_conversation(messages: Iterable[Message]) -> list[Message]:
@@ -150,34 +137,31 @@ def is_from_user(message: Message, me: Collection[str]) -> bool:
     return message.speaker.strip().casefold() in {name.casefold() for name in me}
 
 
+def _turn(message: Message, me: Collection[str]) -> Turn:
+    return Turn(message.id, message.speaker, message.text.strip(), message.time, is_from_user(message, me))
+
+
 def chunk_document(document: Document, me: Collection[str] = ()) -> list[Chunk]:
-    """Chunks of `document`; `me` holds the user's names, so that chat chunks record which messages are theirs."""
+    """Chunks of `document`; `me` holds the user's names, so that chat turns record whether the user wrote them."""
     chunks: list[Chunk] = []
     for section in document.sections:
         chunks.extend(_section_chunks(document, section, len(chunks)))
     previous: list[Message] = []
     for window in chat_windows(by_conversation(document.messages)):
-        text = "\n".join(format_turn(m) for m in window)
         same = previous and previous[-1].conversation == window[0].conversation
         same = same and not _pause_between(previous[-1], window[0])
-        context = "\n".join(format_turn(m) for m in previous[-CHAT_CONTEXT_TURNS:]) if same else ""
+        context = tuple(_turn(m, me) for m in previous[-CHAT_CONTEXT_TURNS:]) if same else ()
         previous = window
-        position = len(chunks)
-        chunks.append(
-            Chunk(
-                id=Chunk.make_id(document.source, position, text),
-                source=document.source,
-                position=position,
-                text=text,
-                kind="chat",
-                heading=window[0].conversation,
-                conversation=window[0].conversation,
-                speakers=tuple(dict.fromkeys(m.speaker for m in window)),
-                message_ids=tuple(m.id for m in window),
-                user_message_ids=tuple(m.id for m in window if is_from_user(m, me)),
-                start_time=window[0].time,
-                end_time=window[-1].time,
-                context=context,
-            )
+        chunk = Chunk(
+            id="",
+            source=document.source,
+            position=len(chunks),
+            kind="chat",
+            conversation=window[0].conversation,
+            turns=tuple(_turn(m, me) for m in window),
+            context=context,
+            start_time=window[0].time,
+            end_time=window[-1].time,
         )
+        chunks.append(replace(chunk, id=Chunk.make_id(document.source, chunk.position, chunk.text)))
     return chunks

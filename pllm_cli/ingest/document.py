@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pllm_cli.memory.records import Format, Mail
+
 
 @dataclass(frozen=True)
 class Section:
-    """A run of prose under a heading path ("Title > Heading > Subheading")."""
+    """A run of prose under a heading path ("Title > Heading > Subheading"); an e-mail's has its headers."""
 
     heading: str
     text: str
-    message_ids: tuple[str, ...] = ()
     time: str = ""
+    mail: Mail | None = None
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class Message:
 @dataclass
 class Document:
     source: str
-    format: str
+    format: Format
     title: str
     sections: list[Section] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)

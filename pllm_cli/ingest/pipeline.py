@@ -21,8 +21,8 @@ from pllm_cli.errors import ExitCode, NotAnExportError, PllmError
 from pllm_cli.ingest.chunking import CHUNKING_VERSION, chunk_document
 from pllm_cli.ingest.document import Document
 from pllm_cli.ingest.readers import is_supported, read_document
-from pllm_cli.memory.forgetting import ForgetRule, apply_rules
-from pllm_cli.memory.records import SourceRecord
+from pllm_cli.memory.forgetting import ForgetRule, apply_rules, apply_to_chunk
+from pllm_cli.memory.records import Chunk, Mail, SourceRecord
 from pllm_cli.memory.store import ChromaStore, MemoryStore
 
 Status = Literal["added", "updated", "moved", "unchanged", "skipped", "failed", "pruned"]
@@ -243,11 +243,33 @@ def embed_in_batches(embedder: Embedder, texts: Sequence[str]) -> list[Sequence[
 def redact_document(document: Document) -> Document:
     from pllm_cli.ingest.redact import redact
 
+    def masked(text: str) -> str:
+        return redact(text)[0]
+
     return replace(
         document,
-        title=redact(document.title)[0],
-        sections=[replace(s, heading=redact(s.heading)[0], text=redact(s.text)[0]) for s in document.sections],
-        messages=[replace(m, text=redact(m.text)[0]) for m in document.messages],
+        title=masked(document.title),
+        sections=[
+            replace(s, heading=masked(s.heading), text=masked(s.text), mail=_redact_mail(s.mail, masked))
+            for s in document.sections
+        ],
+        messages=[
+            replace(m, text=masked(m.text), speaker=masked(m.speaker), conversation=masked(m.conversation))
+            for m in document.messages
+        ],
+    )
+
+
+def _redact_mail(mail: Mail | None, masked: Callable[[str], str]) -> Mail | None:
+    if mail is None:
+        return None
+    return replace(
+        mail,
+        sender=masked(mail.sender),
+        to=tuple(masked(a) for a in mail.to),
+        cc=tuple(masked(a) for a in mail.cc),
+        subject=masked(mail.subject),
+        message_id=masked(mail.message_id),
     )
 
 
@@ -258,21 +280,21 @@ class ForgetResult:
     chunks_after: int
     messages_before: int
     messages_after: int
-    rebuilt: bool  # False: the file is gone, its affected chunks were dropped whole
+    rebuilt: bool  # False: the file is gone, the rule was applied to its stored chunks
 
 
-def _drop_chunks(store: ChromaStore, embedder: Embedder, ids: Sequence[str]) -> None:
-    """Drop chunks of a source whose file is gone; a chunk right after one of them was searched with its last
-    turn as context, so it loses that context (and is embedded and indexed again without it)."""
-    removed = store.index.get(ids)
-    followers = []
-    for chunk in removed.values():
-        _, after = store.index.neighbours(chunk)
-        if after is not None and after.context and after.id not in removed:
-            followers.append(replace(after, context=""))
-    store.remove_chunks(list(removed))
-    if followers:
-        store.update_chunks(followers, embedder.embed([c.embedding_text for c in followers]))
+def _forget_in_stored_chunks(store: ChromaStore, embedder: Embedder, chunks: Sequence[Chunk], rule: ForgetRule) -> None:
+    """The rule applied to the stored chunks of a source whose file is gone: chunks left with no turn (or
+    prose it covers) are dropped, the others lose the forgotten turns, in their context too, and are embedded
+    and indexed again."""
+    kept = {chunk.id: apply_to_chunk(chunk, rule) for chunk in chunks}
+    changed = [new for new in kept.values() if new is not None]
+    store.remove_chunks([chunk_id for chunk_id, new in kept.items() if new is None])
+    if changed:
+        store.update_chunks(changed, embed_in_batches(embedder, [c.embedding_text for c in changed]))
+    dropped = sum(len(c.turns) for c in chunks) - sum(len(c.turns) for c in changed)
+    if chunks and dropped:
+        store.index.remove_messages(chunks[0].source, dropped)
 
 
 def forget_by_rule(
@@ -280,14 +302,18 @@ def forget_by_rule(
 ) -> list[ForgetResult]:
     """Store `rule` (so later ingests keep to it) and apply it now to every source it touches."""
     store.index.add_forget_rule(rule.kind, rule.value)
+    touched: dict[str, list[Chunk]] = {}
+    for chunk in store.index.iter_chunks():
+        if rule.touches(chunk):
+            touched.setdefault(chunk.source, []).append(chunk)
     results = []
-    for source in store.index.sources_touched_by(rule.kind, rule.value):
+    for source, chunks in touched.items():
         before = store.source(source)
         assert before is not None
         path = Path(source)
         rebuilt = path.exists() and ingest_file(path, store, embedder, options, force=True).status != "failed"
         if not rebuilt:
-            _drop_chunks(store, embedder, store.index.chunk_ids_touched_by(source, rule.kind, rule.value))
+            _forget_in_stored_chunks(store, embedder, chunks, rule)
         after = store.source(source)
         results.append(
             ForgetResult(

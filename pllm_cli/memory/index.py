@@ -13,16 +13,12 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
+from pllm_cli.memory.migrations import FTS_TABLE, migrate, rebuild_fts
 from pllm_cli.memory.records import Chunk, SourceRecord
-from pllm_cli.memory.timeframes import Period
-
-# 2: each chunks_fts row has its chunk's rowid, so a period filter is a rowid test (lexical_search); older
-# memories are moved over when first opened (_align_fts_rowids).
-SCHEMA_VERSION = 2
-_FTS_TABLE = "USING fts5(id UNINDEXED, text, tokenize = 'porter unicode61 remove_diacritics 2')"
+from pllm_cli.memory.timeframes import Period, wall_clock
 
 _SCHEMA = (
     """
@@ -40,26 +36,11 @@ CREATE INDEX IF NOT EXISTS sources_by_sha ON sources (sha256);
 CREATE TABLE IF NOT EXISTS forget_rules (kind TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (kind, value));
 CREATE TABLE IF NOT EXISTS failures (source TEXT PRIMARY KEY, reason TEXT NOT NULL, failed_at TEXT NOT NULL);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts """
-    + _FTS_TABLE
+    + FTS_TABLE
     + ";"
 )
 
 _WORD = re.compile(r"\w+", re.UNICODE)
-
-
-def wall_clock(iso: str) -> str:
-    """'2026-02-03T19:04:00+01:00' -> '2026-02-03T19:04:00': the local time the source wrote, comparable as
-    text with any other wall-clock time ('' if there is none). Times in UTC (exports that keep timestamps,
-    such as ChatGPT's) are taken to this machine's time zone first."""
-    try:
-        moment = datetime.fromisoformat(iso) if iso else None
-    except ValueError:
-        return ""
-    if moment is None:
-        return ""
-    if moment.utcoffset() == timedelta(0):
-        moment = moment.astimezone()
-    return moment.replace(tzinfo=None).isoformat(timespec="seconds")
 
 
 # Function words of questions: BM25 weighs them low but not at zero, and they crowd out the words that matter.
@@ -104,51 +85,10 @@ class ChunkIndex:
         self.db.executescript(_SCHEMA)
         self._worker: ThreadPoolExecutor | None = None  # BM25 searches in the background: lexical_search_later
         self._reader: sqlite3.Connection | None = None  # the worker's own connection
-        self._add_time_columns()
+        self.migrated = migrate(self.db)  # the numbered steps applied now (memory/migrations.py)
         # Covering: the chunks of a period are found in the index alone (4 ms at 100,000 chunks, 18 without end_at).
         self.db.execute("DROP INDEX IF EXISTS chunks_by_time")
         self.db.execute("CREATE INDEX IF NOT EXISTS chunks_by_span ON chunks (start_at, end_at) WHERE start_at != ''")
-        self._align_fts_rowids()
-
-    def _add_time_columns(self) -> None:
-        """A memory written before the time columns existed gets them, filled from each chunk's metadata."""
-        if "start_at" in self._columns():
-            return
-        with self._transaction():
-            if "start_at" in self._columns():  # another process added them meanwhile
-                return
-            for column in ("start_at", "end_at"):
-                self.db.execute(f"ALTER TABLE chunks ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
-            rows = self.db.execute("SELECT id, meta FROM chunks").fetchall()
-            for chunk_id, meta in rows:
-                data = json.loads(meta)
-                start = wall_clock(data.get("start_time", ""))
-                end = max(start, wall_clock(data.get("end_time", "")))
-                self.db.execute("UPDATE chunks SET start_at = ?, end_at = ? WHERE id = ?", (start, end, chunk_id))
-
-    def _schema_version(self) -> int:
-        return int(self.get_meta("schema_version") or 0)
-
-    def _align_fts_rowids(self) -> None:
-        """Give every chunks_fts row its chunk's rowid (schema 1 let them differ), in one transaction."""
-        if self._schema_version() >= SCHEMA_VERSION:
-            return
-        with self._transaction():
-            if self._schema_version() >= SCHEMA_VERSION:  # another process did it meanwhile
-                return
-            self._rebuild_fts()
-            self.set_meta("schema_version", str(SCHEMA_VERSION))
-
-    def _rebuild_fts(self) -> None:
-        """chunks_fts again, each row under its chunk's rowid; rows of chunks that are gone are left out."""
-        self.db.execute("DROP TABLE IF EXISTS chunks_fts_aligned")
-        self.db.execute(f"CREATE VIRTUAL TABLE chunks_fts_aligned {_FTS_TABLE}")
-        self.db.execute(
-            "INSERT OR REPLACE INTO chunks_fts_aligned (rowid, id, text)"
-            " SELECT c.rowid, f.id, f.text FROM chunks_fts f JOIN chunks c ON c.id = f.id"
-        )
-        self.db.execute("DROP TABLE chunks_fts")
-        self.db.execute("ALTER TABLE chunks_fts_aligned RENAME TO chunks_fts")
 
     def misaligned(self) -> int:
         """BM25 rows whose rowid is not their chunk's (0 unless something outside pllm renumbered rows)."""
@@ -163,9 +103,6 @@ class ChunkIndex:
             self._reader.close()
             self._reader = None
         self.db.close()
-
-    def _columns(self) -> set[str]:
-        return {row[1] for row in self.db.execute("PRAGMA table_info(chunks)")}
 
     # metadata -----------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
@@ -199,31 +136,14 @@ class ChunkIndex:
     def forget_rules(self) -> list[tuple[str, str]]:
         return [(row[0], row[1]) for row in self.db.execute("SELECT kind, value FROM forget_rules ORDER BY kind")]
 
-    @staticmethod
-    def _rule_condition(kind: str) -> str:
-        return {
-            "conversation": "json_extract(meta, '$.conversation') = :v",
-            "speaker": "(EXISTS (SELECT 1 FROM json_each(meta, '$.speakers') WHERE lower(value) = lower(:v))"
-            " OR instr(lower(json_extract(meta, '$.heading')), lower(:v)) > 0)",
-            "before": "(json_extract(meta, '$.start_time') != ''"
-            " AND substr(json_extract(meta, '$.start_time'), 1, 10) < :v)",
-        }[kind]
-
-    def sources_touched_by(self, kind: str, value: str) -> list[str]:
-        """Sources holding chunks that a forget rule would change."""
-        condition = self._rule_condition(kind)
-        query = f"SELECT DISTINCT source FROM chunks WHERE {condition} ORDER BY source"
-        return [row[0] for row in self.db.execute(query, {"v": value})]
-
-    def chunk_ids_touched_by(self, source: str, kind: str, value: str) -> list[str]:
-        query = f"SELECT id FROM chunks WHERE source = :s AND {self._rule_condition(kind)}"
-        return [row[0] for row in self.db.execute(query, {"s": source, "v": value})]
-
     def update_chunks(self, chunks: Sequence[Chunk]) -> None:
-        """Rewrite the metadata and BM25 text of existing chunks."""
+        """Rewrite the fields and BM25 text of existing chunks."""
         with self._transaction():
             for chunk in chunks:
-                self.db.execute("UPDATE chunks SET meta = ? WHERE id = ?", (json.dumps(_meta(chunk)), chunk.id))
+                self.db.execute(
+                    "UPDATE chunks SET text = ?, meta = ?, start_at = ?, end_at = ? WHERE id = ?",
+                    (chunk.body, json.dumps(_meta(chunk)), *_wall_clock_span(chunk), chunk.id),
+                )
             self._drop_fts([chunk.id for chunk in chunks])
             self._add_fts(chunks)
 
@@ -237,6 +157,10 @@ class ChunkIndex:
                 if row:
                     self.db.execute("UPDATE sources SET chunks = chunks - 1 WHERE source = ?", (row[0],))
 
+    def remove_messages(self, source: str, count: int) -> None:
+        """Count `count` fewer messages for a source whose forgotten turns were dropped from its chunks."""
+        self.db.execute("UPDATE sources SET messages = max(messages - ?, 0) WHERE source = ?", (count, source))
+
     def compact(self) -> None:
         """Leave no trace of deleted text in the file: fold the WAL back and rewrite free pages. SQLite may
         renumber rowids in a VACUUM; should the BM25 rows and their chunks part, they are matched again."""
@@ -245,7 +169,7 @@ class ChunkIndex:
         self.db.execute("VACUUM")
         if self.misaligned():
             with self._transaction():
-                self._rebuild_fts()
+                rebuild_fts(self.db)
             self.db.execute("VACUUM")
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
@@ -264,7 +188,7 @@ class ChunkIndex:
             self._drop_fts([c.id for c in chunks])  # ids held by another source (none, unless a rename raced)
             self.db.executemany(
                 "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(c.id, c.source, c.position, c.text, json.dumps(_meta(c)), *_wall_clock_span(c)) for c in chunks],
+                [(c.id, c.source, c.position, c.body, json.dumps(_meta(c)), *_wall_clock_span(c)) for c in chunks],
             )
             self._add_fts(chunks)
             self.db.execute(
@@ -331,10 +255,9 @@ class ChunkIndex:
         return found
 
     def chunk_refs(self) -> Iterator[tuple[str, str, list[str]]]:
-        """(chunk id, source, message ids) of every chunk, without reading the texts."""
-        query = "SELECT id, source, json_extract(meta, '$.message_ids') FROM chunks"
-        for chunk_id, source, ids in self.db.execute(query):
-            yield chunk_id, source, json.loads(ids) if ids else []
+        """(chunk id, source, message ids) of every chunk."""
+        for chunk in self.iter_chunks():
+            yield chunk.id, chunk.source, list(chunk.message_ids)
 
     def iter_chunks(self) -> Iterator[Chunk]:
         for row in self.db.execute("SELECT id, source, position, text, meta FROM chunks ORDER BY source, position"):
@@ -443,12 +366,13 @@ def _wall_clock_span(chunk: Chunk) -> tuple[str, str]:
 
 
 def _meta(chunk: Chunk) -> dict[str, object]:
+    """What the meta column holds: the chunk's structured fields but those with columns of their own."""
     data = chunk.to_dict()
-    for key in ("id", "source", "position", "text"):
+    for key in ("id", "source", "position", "body"):
         data.pop(key)
     return data
 
 
 def _chunk(row: tuple[str, str, int, str, str]) -> Chunk:
-    chunk_id, source, position, text, meta = row
-    return Chunk.from_dict({"id": chunk_id, "source": source, "position": position, "text": text, **json.loads(meta)})
+    chunk_id, source, position, body, meta = row
+    return Chunk.from_dict({"id": chunk_id, "source": source, "position": position, "body": body, **json.loads(meta)})

@@ -14,24 +14,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pllm_cli.memory.records import CHAT_LINE, Chunk, Hit
+from pllm_cli.memory.records import Chunk, Hit, Turn, format_time
 
 NEAR_DUPLICATE = 0.85  # word-set Jaccard above which a text repeats one already chosen
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
 @dataclass(frozen=True, order=True)
-class Turn:
-    """One chat turn, ordered by where it sits in its source."""
+class PlacedTurn:
+    """One chat turn and where it sits in its source (the order of turns)."""
 
     position: int  # its chunk's position in the source
     index: int  # its place in that chunk
     last: bool = field(compare=False)  # whether it ends its chunk
     continues: bool = field(compare=False)  # whether it opens a chunk that goes on from the one before
-    text: str = field(compare=False)  # "[time] speaker: text"
-    message_ids: tuple[str, ...] = field(compare=False)  # one; all the chunk's if its lines do not line up
+    turn: Turn = field(compare=False)
 
-    def follows(self, other: Turn) -> bool:
+    def follows(self, other: PlacedTurn) -> bool:
         """Whether this turn comes right after `other` in the same exchange."""
         if other.position == self.position:
             return self.index == other.index + 1
@@ -48,7 +47,7 @@ class Passage:
     conversation: str
     score: float
     chunks: list[Chunk]  # the chunks it came from, best hit first
-    turns: list[Turn] = field(default_factory=list)  # chat only, in order
+    turns: list[PlacedTurn] = field(default_factory=list)  # chat only, in order
 
     @property
     def text(self) -> str:
@@ -60,7 +59,7 @@ class Passage:
     def message_ids(self) -> list[str]:
         if self.kind != "chat":
             return list(self.chunks[0].message_ids)
-        return [i for turn in self.turns for i in turn.message_ids]
+        return [placed.turn.message_id for placed in self.turns]
 
     @property
     def start_time(self) -> str:
@@ -95,34 +94,25 @@ class Neighbours(Protocol):
     def neighbours(self, chunk: Chunk) -> tuple[Chunk | None, Chunk | None]: ...
 
 
-def chunk_turns(chunk: Chunk) -> list[Turn]:
-    texts = chunk.turn_texts()
-    ids = [(i,) for i in chunk.message_ids] if len(chunk.message_ids) == len(texts) else [chunk.message_ids]
-    last, continues = len(texts) - 1, bool(chunk.context)
-    return [
-        Turn(chunk.position, n, n == last, continues and n == 0, text, message_ids)
-        for n, (text, message_ids) in enumerate(zip(texts, ids, strict=True))
-    ]
+def chunk_turns(chunk: Chunk) -> list[PlacedTurn]:
+    last, continues = len(chunk.turns) - 1, bool(chunk.context)
+    return [PlacedTurn(chunk.position, n, n == last, continues and n == 0, turn) for n, turn in enumerate(chunk.turns)]
 
 
-def render_turns(turns: Sequence[Turn]) -> str:
+def render_turns(turns: Sequence[PlacedTurn]) -> str:
     """The turns as lines; the "[time] " stamp only where a run starts or the day changes (it costs tokens)."""
     lines: list[str] = []
-    previous: Turn | None = None
+    previous: PlacedTurn | None = None
     previous_day = ""
-    for turn in turns:
-        match = CHAT_LINE.match(turn.text.split("\n", 1)[0])
-        stamp = match["time"] if match else None
-        day = stamp[:10] if stamp else previous_day
-        if stamp is not None and match and previous is not None and turn.follows(previous) and day == previous_day:
-            lines.append(turn.text[match.start("speaker") :])
-        else:
-            lines.append(turn.text)
-        previous, previous_day = turn, day
+    for placed in turns:
+        day = format_time(placed.turn.time)[:10] or previous_day
+        running = previous is not None and placed.follows(previous) and day == previous_day
+        lines.append(placed.turn.render(stamp=not running))
+        previous, previous_day = placed, day
     return "\n".join(lines)
 
 
-def _expanded(chunk: Chunk, neighbours: Neighbours | None) -> list[Turn]:
+def _expanded(chunk: Chunk, neighbours: Neighbours | None) -> list[PlacedTurn]:
     """The chunk's turns with the turn before and the turn after, when they belong to the same exchange (a
     chunk carries a context exactly when its predecessor is of the same conversation, with no long pause)."""
     turns = chunk_turns(chunk)
@@ -136,14 +126,13 @@ def _expanded(chunk: Chunk, neighbours: Neighbours | None) -> list[Turn]:
     return turns
 
 
-def _words(text: str) -> frozenset[str]:
-    """The words of a text; of a chat text, those of the messages (not the times and speakers)."""
-    lines = (CHAT_LINE.sub(r"\g<text>", line) for line in text.splitlines())
-    return frozenset(word.lower() for line in lines for word in _WORD.findall(line))
+def _words(chunk: Chunk) -> frozenset[str]:
+    """The words people wrote in a chunk (not the times and speakers of its messages)."""
+    return frozenset(word.lower() for word in _WORD.findall(chunk.plain_text))
 
 
-def _near_duplicate(text: str, chosen: Sequence[frozenset[str]]) -> bool:
-    words = _words(text)
+def _near_duplicate(chunk: Chunk, chosen: Sequence[frozenset[str]]) -> bool:
+    words = _words(chunk)
     return bool(words) and any(len(words & other) / len(words | other) >= NEAR_DUPLICATE for other in chosen)
 
 
@@ -164,7 +153,7 @@ def pack(
     seen: list[frozenset[str]] = []
     for hit in hits:
         chunk = hit.chunk
-        if _near_duplicate(chunk.text, seen):
+        if _near_duplicate(chunk, seen):
             continue
         if chunk.kind == "chat":
             taken = {(t.position, t.index) for p in passages if p.source == chunk.source for t in p.turns}
@@ -182,11 +171,13 @@ def pack(
         for old in replaced:
             del costs[id(old)]
         costs[id(candidate)] = price
-        seen.append(_words(chunk.text))
+        seen.append(_words(chunk))
     return passages
 
 
-def _merge(passages: list[Passage], chunk: Chunk, score: float, turns: list[Turn]) -> tuple[Passage, list[Passage]]:
+def _merge(
+    passages: list[Passage], chunk: Chunk, score: float, turns: list[PlacedTurn]
+) -> tuple[Passage, list[Passage]]:
     """A passage of `turns` joined with every chosen passage of the same source it meets, and those passages."""
     joined = sorted(turns)
     chunks = [chunk]
@@ -202,7 +193,7 @@ def _merge(passages: list[Passage], chunk: Chunk, score: float, turns: list[Turn
     return Passage(chunk.source, "chat", chunk.heading, chunk.conversation, best, chunks, joined), met
 
 
-def _meets(a: Sequence[Turn], b: Sequence[Turn]) -> bool:
+def _meets(a: Sequence[PlacedTurn], b: Sequence[PlacedTurn]) -> bool:
     """Whether two sorted runs of turns overlap or touch."""
     return (a[0] <= b[-1] and b[0] <= a[-1]) or b[0].follows(a[-1]) or a[0].follows(b[-1])
 

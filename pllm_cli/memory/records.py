@@ -1,32 +1,116 @@
-"""The records memory stores and returns."""
+"""The records memory stores and returns: chunks made of structured chat turns or prose (with e-mail headers),
+rendered as text only where text is needed (the prompt, the CLI, the embedding and the lexical index)."""
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
-import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal, get_args
 
-_CHAT_STAMP = re.compile(r"^\[[^\]\n]*\] ", re.MULTILINE)
-# A chat line: "[time] speaker: text"; the lines that follow up to the next such line continue its text.
-CHAT_LINE = re.compile(r"^(?:\[(?P<time>[^\]\n]*)\] )?(?P<speaker>[^:\n\[]{1,80}): (?P<text>.*)$")
+# Every format a reader can produce: readers, the profile and forgetting all name formats from this one list.
+Format = Literal[
+    "markdown", "text", "html", "pdf", "docx", "email", "mbox", "chat-jsonl", "chatgpt", "claude", "whatsapp",
+    "telegram",
+]  # fmt: skip
+FORMATS: tuple[Format, ...] = get_args(Format)
+MAIL_FORMATS: frozenset[Format] = frozenset({"email", "mbox"})
+ChunkKind = Literal["text", "chat"]
+
+
+def format_time(iso: str) -> str:
+    """'2026-02-03T19:04:00+01:00' -> '2026-02-03 19:04' (local time as written by the source)."""
+    if not iso:
+        return ""
+    try:
+        return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return iso
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One chat message as memory keeps it. `time` is ISO 8601 as the source gave it, or ""."""
+
+    message_id: str
+    speaker: str
+    text: str
+    time: str = ""
+    by_user: bool = False
+
+    def render(self, *, stamp: bool = True) -> str:
+        """'[2026-02-03 19:04] Zoe: text' (without the stamp if asked, or if the turn has no time)."""
+        when = format_time(self.time) if stamp else ""
+        return f"[{when}] {self.speaker}: {self.text}" if when else f"{self.speaker}: {self.text}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Turn:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Mail:
+    """An e-mail's headers, as the message gave them."""
+
+    sender: str  # "Zoe Park <zoe@example.com>"
+    to: tuple[str, ...] = ()
+    cc: tuple[str, ...] = ()
+    date: str = ""  # ISO 8601, or "" if the message had none that parses
+    subject: str = ""
+    message_id: str = ""
+
+    def sent_by(self, name: str) -> bool:
+        """Whether `name` is the sender: their display name, their address or the address's local part."""
+        return _names_address(self.sender, name)
+
+    def heading(self) -> str:
+        """The line shown above an e-mail's text in the prompt and the CLI, and embedded with it."""
+        recipients = ", ".join(self.to)
+        when = format_time(self.date)
+        return f"Email from {self.sender} to {recipients}, {when}: {self.subject or '(no subject)'}"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["to"], data["cc"] = list(self.to), list(self.cc)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Mail:
+        return cls(**{**data, "to": tuple(data.get("to", ())), "cc": tuple(data.get("cc", ()))})
+
+
+def _names_address(header: str, name: str) -> bool:
+    wanted = name.strip().casefold()
+    if not wanted:
+        return False
+    display, address = email.utils.parseaddr(header)
+    candidates = {display.strip().casefold(), address.casefold(), address.split("@", 1)[0].casefold()}
+    if not display and not address:
+        candidates.add(header.strip().casefold())
+    return wanted in candidates - {""}
 
 
 @dataclass(frozen=True)
 class Chunk:
+    """A piece of memory: prose under a heading (an e-mail has its headers in `mail`), or consecutive chat
+    turns of one conversation with the turn before them as context (searched with them, not shown)."""
+
     id: str
     source: str
     position: int
-    text: str
-    kind: str  # "text" or "chat"
-    heading: str = ""
-    conversation: str = ""
-    speakers: tuple[str, ...] = ()
-    message_ids: tuple[str, ...] = ()
-    user_message_ids: tuple[str, ...] = ()  # the messages of this chunk the user wrote
+    kind: ChunkKind
+    body: str = ""  # prose: the text under its heading
+    section: str = ""  # prose: the heading path ("Title > Heading > Subheading")
+    mail: Mail | None = None  # an e-mail's headers
+    conversation: str = ""  # chat
+    turns: tuple[Turn, ...] = ()  # chat
+    context: tuple[Turn, ...] = ()  # chat: the turn before the chunk, searched with it but not shown
     start_time: str = ""
     end_time: str = ""
-    context: str = ""  # chat: the turn before the chunk, searched with it but not shown
 
     @staticmethod
     def make_id(source: str, position: int, text: str) -> str:
@@ -34,44 +118,83 @@ class Chunk:
         return digest[:32]
 
     @property
+    def heading(self) -> str:
+        if self.mail is not None:
+            return self.mail.heading()
+        return self.conversation if self.kind == "chat" else self.section
+
+    @property
+    def text(self) -> str:
+        """What a reader sees: the heading and the prose, or the turns as "[time] speaker: text" lines."""
+        if self.kind == "chat":
+            return "\n".join(turn.render() for turn in self.turns)
+        heading = self.heading
+        return f"{heading}\n\n{self.body}" if heading else self.body
+
+    @property
+    def plain_text(self) -> str:
+        """The words people wrote: the prose, or the messages without times and speakers."""
+        return "\n".join(turn.text for turn in self.turns) if self.kind == "chat" else self.body
+
+    @property
     def embedding_text(self) -> str:
-        """What is embedded and indexed for BM25. Chat: the turn before the chunk, then its turns, without the
-        "[2026-02-03 19:04] " stamps, which are noise to the embedding model (LoCoMo dense recall 49.4 -> 51.8
-        without them). The turn before makes an answer findable by its question (docs/retrieval.md)."""
+        """What is embedded and indexed for BM25. Chat: the turn before the chunk, then its turns, without
+        time stamps, which are noise to the embedding model (LoCoMo dense recall 49.4 -> 51.8 without them).
+        The turn before makes an answer findable by its question (docs/retrieval.md)."""
         if self.kind != "chat":
             return self.text
-        return _CHAT_STAMP.sub("", f"{self.context}\n{self.text}" if self.context else self.text)
+        return "\n".join(turn.render(stamp=False) for turn in (*self.context, *self.turns))
 
-    def turn_texts(self) -> list[str]:
-        """A chat chunk's turns as they are written ("[time] speaker: text", continuation lines included),
-        one per message id when they line up; otherwise the whole text as one piece."""
-        if self.kind != "chat":
-            return [self.text]
-        lines = self.text.splitlines()
-        stamped = any((m := CHAT_LINE.match(line)) is not None and m["time"] is not None for line in lines)
-        turns: list[str] = []
-        for line in lines:
-            match = CHAT_LINE.match(line)
-            if (match and (match["time"] is not None) == stamped) or not turns:
-                turns.append(line)
-            else:
-                turns[-1] += "\n" + line
-        return turns if len(turns) == len(self.message_ids) else [self.text]
+    @property
+    def speakers(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(turn.speaker for turn in self.turns))
+
+    @property
+    def message_ids(self) -> tuple[str, ...]:
+        if self.kind == "chat":
+            return tuple(turn.message_id for turn in self.turns)
+        return (self.mail.message_id,) if self.mail is not None and self.mail.message_id else ()
+
+    @property
+    def user_message_ids(self) -> tuple[str, ...]:
+        return tuple(turn.message_id for turn in self.turns if turn.by_user)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["speakers"] = list(self.speakers)
-        data["message_ids"] = list(self.message_ids)
-        data["user_message_ids"] = list(self.user_message_ids)
-        return data
+        """The stored form: structured fields only (no rendered text)."""
+        return {
+            "id": self.id,
+            "source": self.source,
+            "position": self.position,
+            "kind": self.kind,
+            "body": self.body,
+            "section": self.section,
+            "mail": self.mail.to_dict() if self.mail is not None else None,
+            "conversation": self.conversation,
+            "turns": [turn.to_dict() for turn in self.turns],
+            "context": [turn.to_dict() for turn in self.context],
+            "start_time": self.start_time,
+            "end_time": self.end_time,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Chunk:
         values = dict(data)
-        values["speakers"] = tuple(values.get("speakers", ()))
-        values["message_ids"] = tuple(values.get("message_ids", ()))
-        values["user_message_ids"] = tuple(values.get("user_message_ids", ()))
+        values["mail"] = Mail.from_dict(values["mail"]) if values.get("mail") else None
+        values["turns"] = tuple(Turn.from_dict(t) for t in values.get("turns", ()))
+        values["context"] = tuple(Turn.from_dict(t) for t in values.get("context", ()))
         return cls(**values)
+
+    def to_view(self) -> dict[str, Any]:
+        """For --json output: the structured fields and, for reading, the rendered text."""
+        data = self.to_dict()
+        data.update(
+            text=self.text,
+            heading=self.heading,
+            speakers=list(self.speakers),
+            message_ids=list(self.message_ids),
+            user_message_ids=list(self.user_message_ids),
+        )
+        return data
 
 
 @dataclass(frozen=True)
@@ -81,7 +204,7 @@ class Hit:
     scores: dict[str, float] = field(default_factory=dict)  # per retrieval mode, for --json and debugging
 
     def to_dict(self) -> dict[str, Any]:
-        data = self.chunk.to_dict()
+        data = self.chunk.to_view()
         data["chunk_id"] = data.pop("id")
         data["score"] = round(self.score, 6)
         return data

@@ -13,6 +13,22 @@ from datetime import datetime, timedelta
 
 Period = tuple[datetime, datetime]
 
+
+def wall_clock(iso: str) -> str:
+    """'2026-02-03T19:04:00+01:00' -> '2026-02-03T19:04:00': the local time the source wrote, comparable as
+    text with any other wall-clock time ('' if there is none). Times in UTC (exports that keep timestamps,
+    such as ChatGPT's) are taken to this machine's time zone first."""
+    try:
+        moment = datetime.fromisoformat(iso) if iso else None
+    except ValueError:
+        return ""
+    if moment is None:
+        return ""
+    if moment.utcoffset() == timedelta(0):
+        moment = moment.astimezone()
+    return moment.replace(tzinfo=None).isoformat(timespec="seconds")
+
+
 _MONTH_NAMES = (
     ("january", "jan"),
     ("february", "feb"),

@@ -18,9 +18,8 @@ import re
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
-from pllm_cli.ingest.readers.mail import email_sender
 from pllm_cli.memory.index import STOPWORDS
-from pllm_cli.memory.records import CHAT_LINE, Chunk
+from pllm_cli.memory.records import MAIL_FORMATS, Chunk, Format, format_time
 from pllm_cli.profile.facts import Evidence, Origin
 from pllm_cli.profile.turns import chat_turns
 from pllm_cli.runtime import ChatMessage, StructuredModel
@@ -30,7 +29,8 @@ FACT_TOKENS = 4 * MAX_FACT_CHARS + 40  # a token is at least one byte, a charact
 SUPPORT_THRESHOLD = 1.0  # a restatement may only rearrange the statement's words: at 0.75 the demo kept
 # "Maya has removed every single leaf from the world" for a sentence about the lawn
 MIN_CONTENT_WORDS = 3  # fewer is small talk: "of course I have a list", "this is my cross to bear"
-USER_WRITTEN_FORMATS = frozenset({"markdown", "text", "docx", "mail", "pdf"})  # not saved web pages
+# What the user wrote themselves: not saved web pages, and of mail only what they sent
+USER_WRITTEN_FORMATS: frozenset[Format] = frozenset({"markdown", "text", "docx", "pdf", *MAIL_FORMATS})
 
 _SENTENCE = re.compile(r"(?<=[.!?…])\s+|\n+")
 _FIRST_PERSON = re.compile(r"\b(i|i'm|i've|i'll|i'd|im|ive|my|me|mine|myself|we|our|us)\b", re.IGNORECASE)
@@ -91,8 +91,8 @@ def statements(chunk: Chunk, me: Collection[str], *, source_format: str, ingeste
         # "you" is the user only in a two-person exchange the user takes part in; a window may hold one speaker,
         # so the speaker of the turn before it counts too
         speakers = set(chunk.speakers or {t.speaker for t in turns})
-        if chunk.context and (before := CHAT_LINE.match(chunk.context.splitlines()[-1])):
-            speakers.add(before["speaker"].strip())
+        if chunk.context:
+            speakers.add(chunk.context[-1].speaker)
         one_to_one = len(speakers) == 2 and any(t.by_user for t in turns)
         names = _names_pattern(me)
         for turn in turns:
@@ -102,7 +102,7 @@ def statements(chunk: Chunk, me: Collection[str], *, source_format: str, ingeste
                     chunk.source,
                     sentence,
                     (turn.message_id,) if turn.message_id else (),
-                    turn.time,
+                    format_time(turn.time),
                     turn.speaker,
                 )
                 if len(content_words(sentence)) < MIN_CONTENT_WORDS:
@@ -117,12 +117,11 @@ def statements(chunk: Chunk, me: Collection[str], *, source_format: str, ingeste
         return found
     if source_format not in USER_WRITTEN_FORMATS:
         return []
-    sender = email_sender(chunk.heading)
-    if sender is not None:  # mail: only what the user sent
+    if chunk.mail is not None:  # mail: only what the user sent (a word of one of their names in From)
         names = _names_pattern(me)
-        if names is None or not names.search(sender):
+        if names is None or not names.search(chunk.mail.sender):
             return []
-    body = chunk.text.split("\n\n", 1)[-1] if chunk.heading and chunk.text.startswith(chunk.heading) else chunk.text
+    body = chunk.body
     when = chunk.start_time[:16].replace("T", " ") or ingested_at[:16].replace("T", " ")
     for sentence in _sentences(body):
         if _FIRST_PERSON_SINGULAR.search(sentence) and len(content_words(sentence)) >= MIN_CONTENT_WORDS:

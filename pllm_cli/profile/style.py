@@ -9,12 +9,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pllm_cli.profile.turns import Turn
+from pllm_cli.memory.records import Turn
 
 _EMOJI = re.compile("[\U0001f300-\U0001faff\u2600-\u27bf]")
 _SKIN_TONE = re.compile("[\U0001f3fb-\U0001f3ff]")  # inside the emoji range, but only modifies the one before
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")  # letters and digits, with inner apostrophes ("don't")
 _LETTERS = re.compile(r"[^\W\d_]+")  # apostrophes split words, so "c'est" gives "c" and "est"
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _CLOCK = re.compile(r"(?<!\d)(\d{1,2}):\d{2}(?::\d{2})?\s*([AaPp][Mm])?")
 _TRAILING = " \t\r\n\"'”’»)]\ufe0f\u200d"  # stripped before looking at how a message ends
 
@@ -230,8 +231,9 @@ def _languages(texts: Sequence[str]) -> dict[str, float]:
 
 
 def _hour(time: str) -> int | None:
-    """The hour of day (0-23) of a chunk's time stamp ("2026-01-27 21:15", "9:15 PM"), or None."""
-    match = _CLOCK.search(time)
+    """The hour of day (0-23) of a turn's time ("2026-01-27T21:15:00+01:00", "9:15 PM"), or None. The date
+    is left out first: in an ISO time its day ("27T") would otherwise not stop the clock from matching."""
+    match = _CLOCK.search(time[10:] if _ISO_DATE.match(time) else time)
     if not match:
         return None
     hour, meridiem = int(match[1]), (match[2] or "").lower()

@@ -13,6 +13,7 @@ from pathlib import Path
 from pllm_cli.errors import InputError
 from pllm_cli.ingest.document import Document, Section
 from pllm_cli.ingest.readers.html import html_to_text
+from pllm_cli.memory.records import Mail
 
 _QUOTE_HEADER = re.compile(r"^On .{4,200} wrote:\s*$")
 
@@ -47,34 +48,34 @@ def _iso_date(value: str) -> str:
     return parsed.isoformat() if parsed else ""
 
 
-EMAIL_HEADING = "Email from "
-
-
-def email_sender(heading: str) -> str | None:
-    """The sender named in an e-mail section's heading (see message_to_section), or None for other sections."""
-    if not heading.startswith(EMAIL_HEADING):
-        return None
-    return heading.removeprefix(EMAIL_HEADING).split(" to ", 1)[0]
+def _addresses(message: EmailMessage, header: str) -> tuple[str, ...]:
+    """The addresses of a header as written ("Zoe Park <zoe@example.com>"), one per recipient."""
+    values = [str(value) for value in message.get_all(header, [])]
+    return tuple(
+        f"{name} <{address}>" if name and address else name or address
+        for name, address in email.utils.getaddresses(values)
+        if name or address
+    )
 
 
 def message_to_section(message: EmailMessage) -> Section | None:
-    subject = str(message.get("subject", "") or "(no subject)").strip()
-    sender = str(message.get("from", "") or "").strip()
-    date = str(message.get("date", "") or "").strip()
+    subject = str(message.get("subject", "") or "").strip()
     body = strip_quoted_reply(_body_text(message))
     attachments = [part.get_filename() for part in message.iter_attachments() if part.get_filename()]
     if attachments:
         body += "\n\n[attachments: " + ", ".join(str(name) for name in attachments) + "]"
     if not body.strip():
         return None
-    recipients = str(message.get("to", "") or "").strip()
-    message_id = str(message.get("message-id", "") or "").strip()
-    return Section(  # the heading (kept at the top of every chunk) carries the headers, the text the body
-        heading=f"{EMAIL_HEADING}{sender} to {recipients}, {date}: {subject}",
-        text=body,
-        message_ids=(message_id,) if message_id else (),
-        time=_iso_date(date),
+    date = _iso_date(str(message.get("date", "") or "").strip())
+    headers = Mail(
+        sender=str(message.get("from", "") or "").strip(),
+        to=_addresses(message, "to"),
+        cc=_addresses(message, "cc"),
+        date=date,
+        subject=subject,
+        message_id=str(message.get("message-id", "") or "").strip(),
     )
+    return Section(heading=subject, text=body, time=date, mail=headers)
 
 
 def _parse(data: bytes) -> EmailMessage:
