@@ -170,7 +170,11 @@ def forget(
     ctx: typer.Context,
     source: list[str] = typer.Argument(None, help="Source path(s) as listed by `pllm memory sources`."),
     conversation: str | None = typer.Option(None, "--conversation", help="Forget one conversation (its id)."),
-    speaker: str | None = typer.Option(None, "--speaker", help="Forget every message by this speaker (exact name; of e-mail: the sender's name or address)."),
+    speaker: str | None = typer.Option(
+        None,
+        "--speaker",
+        help="Forget every message by this speaker (the exact name; on e-mail the sender's name or address).",
+    ),
     before: str | None = typer.Option(None, "--before", help="Forget everything dated before DATE (YYYY-MM-DD)."),
     json_output: bool = typer.Option(False, "--json", help="JSON on stdout."),
 ) -> None:

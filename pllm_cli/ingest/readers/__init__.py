@@ -9,11 +9,12 @@ from pathlib import Path
 
 from pllm_cli.errors import InputError, NotAnExportError, PllmError
 from pllm_cli.ingest.document import Document
+from pllm_cli.memory.records import Format
 
 Reader = Callable[[Path, bytes], Document]
 
 
-def _readers() -> dict[str, tuple[str, Reader]]:
+def _readers() -> dict[str, tuple[Format, Reader]]:
     from pllm_cli.ingest.readers import chat_jsonl, docx, html, mail, markdown, pdf
 
     return {

@@ -18,6 +18,7 @@ from typing import Any
 from pllm_cli.errors import InputError
 from pllm_cli.ingest.document import Document
 from pllm_cli.ingest.text import decode_text
+from pllm_cli.memory.records import Format
 
 Reader = Callable[[Path, bytes], Document]
 ParsedReader = Callable[[Path, Any], Document]
@@ -92,7 +93,7 @@ def load_json(path: Path, data: bytes, member: str = "") -> Any:
         raise InputError(f"{where}: JSON nested too deeply", hint=_JSON_HINT) from None
 
 
-def json_kind(parsed: Any) -> str | None:
+def json_kind(parsed: Any) -> Format | None:
     """'chatgpt', 'claude' or 'telegram' when parsed JSON has that export's shape, else None."""
     from pllm_cli.ingest.readers import chatgpt, claude, telegram
 
@@ -108,7 +109,7 @@ def json_kind(parsed: Any) -> str | None:
 # --- sniffing --------------------------------------------------------------------------------------------
 
 
-def _parsed_readers() -> dict[str, tuple[Reader, ParsedReader]]:
+def _parsed_readers() -> dict[Format, tuple[Reader, ParsedReader]]:
     from pllm_cli.ingest.readers import chatgpt, claude, telegram
 
     return {
@@ -129,7 +130,7 @@ def _bound(reader: Reader, from_parsed: ParsedReader, data: bytes, parsed: Any) 
     return read
 
 
-def _sniff_zip(path: Path, data: bytes) -> tuple[str, Reader] | None:
+def _sniff_zip(path: Path, data: bytes) -> tuple[Format, Reader] | None:
     from pllm_cli.ingest.readers import whatsapp
 
     with open_zip(path, data) as archive:
@@ -162,7 +163,7 @@ def read_json_export(
     return build(path, load_json(path, data))
 
 
-def sniff(path: Path, data: bytes) -> tuple[str, Reader] | None:
+def sniff(path: Path, data: bytes) -> tuple[Format, Reader] | None:
     """(format, reader) when `data` is a ChatGPT, Claude, WhatsApp or Telegram export, else None.
 
     Looks at the content, not the name: a zip archive (the export as downloaded), JSON of an export's shape
