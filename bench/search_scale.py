@@ -109,7 +109,7 @@ def corpus(samples: list[dict[str, Any]], n: int, seed: int = 7) -> list[Chunk]:
 
 def distinct_windows(chunks: list[Chunk]) -> int:
     """Distinct embedded texts once the speakers' names are taken off: how many different turn windows there are."""
-    return len({tuple(line.split(": ", 1)[-1] for line in c.embedding_text.split("\n")) for c in chunks})
+    return len({tuple(turn.text for turn in (*c.context, *c.turns)) for c in chunks})
 
 
 def embed_cached(embedder: SentenceTransformerEmbedder, texts: Sequence[str], batch: int = 2048) -> tuple[Any, float]:
