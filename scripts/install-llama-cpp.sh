@@ -13,7 +13,7 @@
 #
 # pip's wheel cache does not key on CMAKE_ARGS, so we keep our own, keyed by a recipe version, the
 # llama-cpp-python version, the flags, the Python version and the machine architecture. The first build takes
-# ~10 minutes on 2 cores; later set-ups reuse the wheel. PLLM_REBUILD=1 builds it again. The wheel is installed
+# ~13 minutes on 2 cores; later set-ups reuse the wheel. PLLM_REBUILD=1 builds it again. The wheel is installed
 # with --force-reinstall --no-deps: pip would keep an installed llama-cpp-python of the same version otherwise.
 set -euo pipefail
 
@@ -72,8 +72,9 @@ if [[ -n ${PLLM_REBUILD-} && ${PLLM_REBUILD-} != 0 ]]; then
     rm -rf "$cache"
 fi
 if ! compgen -G "$cache/llama_cpp_python-*.whl" >/dev/null; then
-    echo "building llama-cpp-python $version (about 10 minutes on 2 cores; cached in $cache)" >&2
+    echo "building llama-cpp-python $version (about 13 minutes on 2 cores; cached in $cache)" >&2
     echo "  CMAKE_ARGS=$CMAKE_ARGS" >&2
+    trap 'rm -rf "$cache.tmp.$$"' EXIT  # a failed or interrupted build leaves nothing behind
     rm -rf "$cache.tmp.$$"
     mkdir -p "$cache.tmp.$$"
     started=$SECONDS
