@@ -230,7 +230,9 @@ def test_a_bad_wait_is_a_usage_error(memory: Any, monkeypatch: pytest.MonkeyPatc
     assert memory("ingest", MAIL, "--wait", "-1").exit_code == ExitCode.USAGE
     monkeypatch.setenv("PLLM_LOCK_WAIT", "soon")
     result = memory("ingest", MAIL)
-    assert result.exit_code in (ExitCode.USAGE, ExitCode.CONFIG) and "PLLM_LOCK_WAIT" in result.stderr
+    assert result.exit_code == ExitCode.USAGE and "PLLM_LOCK_WAIT" in result.stderr, result.stderr
+    result = memory("memory", "stats")  # like any PLLM_* setting: a bad value is an error everywhere
+    assert result.exit_code == ExitCode.CONFIG and "lock_wait must be float" in result.stderr, result.stderr
 
 
 READERS = {
