@@ -62,6 +62,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Your name(s) as they appear in chats and mail, comma-separated: your own messages are marked as yours.",
     ),
     Setting("redact", bool, False, "Mask e-mail addresses, phone, card and IBAN numbers and secrets on ingest."),
+    Setting(
+        "lock_wait",
+        float,
+        0.0,
+        "Seconds a command that changes memory or the profile waits for another pllm doing so (--wait); "
+        "0 exits with code 10 at once.",
+        0.0,
+        86400.0,
+    ),
 )
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
 
@@ -79,6 +88,7 @@ class Config:
     threads: int = 0
     me: str = ""
     redact: bool = False
+    lock_wait: float = 0.0
 
     @property
     def me_names(self) -> tuple[str, ...]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -9,6 +11,7 @@ from typing import Any
 
 from pllm_cli.config import Config, load_config
 from pllm_cli.embedding import SentenceTransformerEmbedder
+from pllm_cli.locking import Notice, memory_lock
 from pllm_cli.memory.retrieval import Retriever
 from pllm_cli.memory.store import ChromaStore
 from pllm_cli.paths import Paths
@@ -48,6 +51,19 @@ class AppContext:
             threads=self.config.threads,
         )
 
+    @contextmanager
+    def changing_memory(self, wait: float = 0.0, on_wait: Notice | None = None) -> Iterator[None]:
+        """Hold the persona's memory lock for the block (BusyError, exit 10, if another pllm holds it after
+        `wait` seconds). The store is closed before the lock is let go: the next writer finds its files settled."""
+        with memory_lock(self.paths, wait, on_wait):
+            try:
+                yield
+            finally:
+                self.close()
+
     def close(self) -> None:
-        if "store" in self.__dict__:
-            self.store.close()
+        """Close the store, if it was opened; a later use opens it again."""
+        self.__dict__.pop("retriever", None)
+        store = self.__dict__.pop("store", None)
+        if store is not None:
+            store.close()

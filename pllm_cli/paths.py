@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,12 @@ class Paths:
     def profile_lock_file(self) -> Path:
         return self.persona_dir / "profile.lock"
 
+    @property
+    def memory_lock_file(self) -> Path:
+        """Held by whatever writes this persona's memory (locking.memory_lock). Beside memory/, not in it, so
+        that replacing the memory folder as a whole never replaces the lock with it."""
+        return self.persona_dir / "memory.lock"
+
     def as_dict(self) -> dict[str, str]:
         return {
             "home": str(self.root),
@@ -88,12 +95,15 @@ def make_tree_private(root: Path) -> None:
         return
     os.chmod(root, 0o700)
     for dirpath, dirnames, filenames in os.walk(root):
+        # A file listed a moment ago may be gone: a reader tidies up while a writer removes a temporary file.
         for name in dirnames:
-            os.chmod(os.path.join(dirpath, name), 0o700)
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(os.path.join(dirpath, name), 0o700)
         for name in filenames:
             full = os.path.join(dirpath, name)
             if not os.path.islink(full):
-                os.chmod(full, 0o600)
+                with contextlib.suppress(FileNotFoundError):
+                    os.chmod(full, 0o600)
 
 
 def write_private_text(path: Path, text: str) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pllm_cli.errors import InputError, NotFoundError
-from pllm_cli.locking import exclusive
+from pllm_cli.locking import exclusive, memory_lock
 from pllm_cli.paths import DEFAULT_PERSONA, Paths, ensure_private_dir
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -79,12 +79,16 @@ def create(root: Path, name: str) -> Persona:
     return describe(paths)
 
 
-def remove(root: Path, name: str) -> Persona:
-    """Delete a persona's memory and profile, for good."""
+def remove(root: Path, name: str, wait: float = 0.0) -> Persona:
+    """Delete a persona's memory and profile, for good: not under an ingest or a refresh (its memory lock,
+    then its profile lock: the order locking.py sets)."""
     paths = Paths(root, check_name(name))
     if not paths.persona_dir.exists():
         raise NotFoundError(f"there is no persona {name!r}", hint="see them: pllm profiles list")
-    persona = describe(paths)
-    with exclusive(paths.profile_lock_file, "changing this persona's profile"):  # not under a running refresh
+    with (
+        memory_lock(paths, wait),
+        exclusive(paths.profile_lock_file, "changing this persona's profile", wait=wait),
+    ):
+        persona = describe(paths)
         shutil.rmtree(paths.persona_dir)
     return persona

@@ -9,6 +9,7 @@ import typer
 from rich.progress import Progress
 
 from pllm_cli.cli.console import err, print_json
+from pllm_cli.cli.locks import lock_wait, wait_option, waiting_notice
 from pllm_cli.context import AppContext
 from pllm_cli.errors import ExitCode
 from pllm_cli.ingest.pipeline import IngestEvent, IngestOptions, IngestReport, ingest_paths
@@ -32,26 +33,29 @@ def ingest(
         help="Mask e-mail addresses, phone, card and IBAN numbers and secrets before anything is stored.",
         show_default=False,
     ),
+    wait: float | None = wait_option("this memory"),
     json_output: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
 ) -> None:
     """Read notes, documents, mail and chat logs into memory, incrementally.
 
     Formats: docs/formats.md. An unchanged file is skipped, a changed file's chunks are replaced, a renamed
     file is not embedded again. Folders may hold .pllmignore files (gitignore syntax). Exits 3 if some
-    files failed; all the others went in.
+    files failed; all the others went in. One command changes a memory at a time: while another ingest or
+    `memory forget` runs, this exits 10 at once, or waits with --wait (docs/cron.md).
     """
     app: AppContext = ctx.obj
-    show_progress = not app.quiet and not json_output and err().is_terminal
-    on_event, progress = _progress_reporter() if show_progress else (None, None)
-    try:
-        app.overrides["redact"] = redact
-        options = IngestOptions(me=app.config.me_names, redact=app.config.redact)
-        report = ingest_paths(
-            paths, app.store, app.embedder, exclude=exclude, prune=prune, options=options, on_event=on_event
-        )
-    finally:
-        if progress is not None:
-            progress.stop()
+    app.overrides["redact"] = redact
+    options = IngestOptions(me=app.config.me_names, redact=app.config.redact)
+    with app.changing_memory(lock_wait(app, wait), waiting_notice(app)):
+        show_progress = not app.quiet and not json_output and err().is_terminal
+        on_event, progress = _progress_reporter() if show_progress else (None, None)
+        try:
+            report = ingest_paths(
+                paths, app.store, app.embedder, exclude=exclude, prune=prune, options=options, on_event=on_event
+            )
+        finally:
+            if progress is not None:
+                progress.stop()
     if json_output:
         print_json(report.to_dict())
     elif not app.quiet:

@@ -10,9 +10,10 @@ from typing import Any
 import typer
 
 from pllm_cli.cli.console import err, out, print_json
+from pllm_cli.cli.locks import lock_wait, wait_option, waiting_notice
 from pllm_cli.context import AppContext
 from pllm_cli.errors import BusyError, InputError, NotFoundError, PllmError
-from pllm_cli.ingest.pipeline import IngestOptions, forget_by_rule
+from pllm_cli.ingest.pipeline import ForgetResult, IngestOptions, forget_by_rule
 from pllm_cli.memory.forgetting import ForgetRule
 from pllm_cli.memory.index import ChunkIndex
 from pllm_cli.memory.passages import passage_tokens
@@ -176,13 +177,15 @@ def forget(
         help="Forget every message by this speaker (the exact name; on e-mail the sender's name or address).",
     ),
     before: str | None = typer.Option(None, "--before", help="Forget everything dated before DATE (YYYY-MM-DD)."),
+    wait: float | None = wait_option("this memory"),
     json_output: bool = typer.Option(False, "--json", help="JSON on stdout."),
 ) -> None:
     """Remove whole sources, or a conversation, a speaker's messages or everything before a date.
 
     --conversation, --speaker and --before are remembered: a later ingest of the same files keeps them out.
     Affected sources are rebuilt from their files; a source whose file is gone loses the affected chunks whole.
-    Profile facts that came only from what is forgotten are removed too, and listed.
+    Profile facts that came only from what is forgotten are removed too, and listed. While an ingest or
+    another forget changes this memory, this exits 10 at once, or waits with --wait.
     """
     app_ctx: AppContext = ctx.obj
     rules = [
@@ -192,20 +195,8 @@ def forget(
     ]
     if not source and not rules:
         raise InputError("nothing to forget", hint="give a SOURCE, or --conversation, --speaker or --before")
-    store = app_ctx.store
-    targets = []
-    for given in source or []:
-        resolved = str(Path(given).expanduser().absolute())
-        name = resolved if store.source(resolved) else given
-        if store.source(name) is None:
-            raise NotFoundError(f"no source {given!r} in memory", hint="see the list: pllm memory sources")
-        targets.append(name)
-    removed = {name: store.remove_source(name) for name in targets}
-    options = IngestOptions(me=app_ctx.config.me_names, redact=app_ctx.config.redact)
-    by_rule = {rule: forget_by_rule(rule, store, app_ctx.embedder, options) for rule in rules}
-    if removed and not rules:
-        store.index.compact()
-    facts, deferred = _drop_profile_facts(app_ctx, store.index)
+    with app_ctx.changing_memory(lock_wait(app_ctx, wait), waiting_notice(app_ctx)):
+        removed, by_rule, facts, deferred = _forget(app_ctx, source or [], rules)
     if json_output:
         print_json(
             {
@@ -237,6 +228,28 @@ def forget(
                 markup=False,
                 style="yellow",
             )
+
+
+def _forget(
+    app_ctx: AppContext, source: list[str], rules: list[ForgetRule]
+) -> tuple[dict[str, int], dict[ForgetRule, list[ForgetResult]], list[Fact], bool]:
+    """Under the memory lock: the sources removed (chunks each), what each rule did, the profile facts
+    dropped, and whether that had to be left to the next refresh."""
+    store = app_ctx.store
+    targets = []
+    for given in source:
+        resolved = str(Path(given).expanduser().absolute())
+        name = resolved if store.source(resolved) else given
+        if store.source(name) is None:
+            raise NotFoundError(f"no source {given!r} in memory", hint="see the list: pllm memory sources")
+        targets.append(name)
+    removed = {name: store.remove_source(name) for name in targets}
+    options = IngestOptions(me=app_ctx.config.me_names, redact=app_ctx.config.redact)
+    by_rule = {rule: forget_by_rule(rule, store, app_ctx.embedder, options) for rule in rules}
+    if removed and not rules:
+        store.index.compact()
+    facts, deferred = _drop_profile_facts(app_ctx, store.index)
+    return removed, by_rule, facts, deferred
 
 
 def _drop_profile_facts(app_ctx: AppContext, index: ChunkIndex) -> tuple[list[Fact], bool]:

@@ -7,6 +7,7 @@ import sys
 import typer
 
 from pllm_cli.cli.console import err, out, print_json
+from pllm_cli.cli.locks import lock_wait, wait_option
 from pllm_cli.context import AppContext
 from pllm_cli.errors import InputError
 from pllm_cli.personas import create, list_personas, remove
@@ -47,6 +48,7 @@ def remove_command(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="The persona to delete, with its memory and profile."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    wait: float | None = wait_option("its memory or profile"),
 ) -> None:
     """Delete a persona: its memory and profile are gone for good (your files are not touched)."""
     app_ctx: AppContext = ctx.obj
@@ -55,6 +57,6 @@ def remove_command(
             raise InputError(f"removing persona {name!r} deletes its memory and profile", hint="confirm with --yes")
         if not typer.confirm(f"Delete persona {name!r}, its memory and its profile?", default=False, err=True):
             raise typer.Exit(1)
-    persona = remove(app_ctx.paths.root, name)
+    persona = remove(app_ctx.paths.root, name, lock_wait(app_ctx, wait))
     if not app_ctx.quiet:
         err().print(f"removed persona {persona.name} ({persona.chunks} chunks, {persona.facts} facts)", markup=False)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import typer
 
 from pllm_cli.cli.console import err, out, print_json
+from pllm_cli.cli.locks import lock_wait, wait_option
 from pllm_cli.context import AppContext
 from pllm_cli.errors import InputError
 from pllm_cli.profile.facts import CATEGORIES
@@ -17,8 +18,9 @@ from pllm_cli.profile.state import ProfileFiles, fact_summaries
 
 app = typer.Typer(help="Your profile: facts about you with their sources, and how you write.", no_args_is_help=True)
 
-WAIT_HELP = "If another pllm is changing the profile, wait up to this many seconds (default: exit 10 at once)."
 JSON_HELP = "JSON on stdout."
+HAND_WAIT_SECONDS = 10.0  # pin and forget are typed by hand: they wait a little for a refresh by default
+HAND_WAIT_DEFAULT = f"{HAND_WAIT_SECONDS:g}, or the lock_wait setting if longer"
 
 
 def _files(ctx: typer.Context) -> tuple[AppContext, ProfileFiles]:
@@ -29,7 +31,7 @@ def _files(ctx: typer.Context) -> tuple[AppContext, ProfileFiles]:
 @app.command("refresh")
 def refresh(
     ctx: typer.Context,
-    wait: float = typer.Option(0.0, "--wait", min=0, metavar="SECONDS", help=WAIT_HELP),
+    wait: float | None = wait_option("the profile"),
     rebuild: bool = typer.Option(False, "--rebuild", help="Read all of memory again (pinned facts stay)."),
     json_output: bool = typer.Option(False, "--json", help="A report on stdout: facts added, changed, removed."),
 ) -> None:
@@ -40,7 +42,7 @@ def refresh(
     """
     app_ctx, files = _files(ctx)
     config = app_ctx.config
-    with profile_lock(files, wait):
+    with profile_lock(files, lock_wait(app_ctx, wait)):
         if not config.me_names and not app_ctx.quiet and not json_output:
             err().print(
                 "note: pllm does not know your chat name, so it reads only your notes and the messages your "
@@ -117,12 +119,12 @@ def pin_command(
     ctx: typer.Context,
     text: str = typer.Argument(..., help="The fact, in your words: pinned facts are never overwritten."),
     category: str | None = typer.Option(None, "--category", help="One of: " + ", ".join(CATEGORIES) + "."),
-    wait: float = typer.Option(10.0, "--wait", min=0, metavar="SECONDS", help="Wait for a running refresh."),
+    wait: float | None = wait_option("the profile", HAND_WAIT_DEFAULT),
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Add a fact you state yourself; it is always in the prompt and extraction never changes it."""
     app_ctx, files = _files(ctx)
-    with profile_lock(files, wait):
+    with profile_lock(files, lock_wait(app_ctx, wait, HAND_WAIT_SECONDS)):
         fact = pin(files, text, app_ctx.embedder, category)
     if json_output:
         print_json(fact.to_dict())
@@ -134,12 +136,12 @@ def pin_command(
 def forget_command(
     ctx: typer.Context,
     fact_id: str = typer.Argument(..., help="The fact's id, as `pllm profile show` prints it."),
-    wait: float = typer.Option(10.0, "--wait", min=0, metavar="SECONDS", help="Wait for a running refresh."),
+    wait: float | None = wait_option("the profile", HAND_WAIT_DEFAULT),
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Remove a fact from the profile; later refreshes do not bring it back."""
     app_ctx, files = _files(ctx)
-    with profile_lock(files, wait):
+    with profile_lock(files, lock_wait(app_ctx, wait, HAND_WAIT_SECONDS)):
         fact = forget(files, fact_id)
     if json_output:
         print_json({"forgotten": fact.to_dict()})

@@ -93,7 +93,8 @@ $PLLM_HOME/
     profile.json               the profile: facts with their sources, writing style (pllm profile show)
     profile-read.txt           the memory chunks the profile has read
     profile-history/           one snapshot per profile version (pllm profile history, diff)
-    profile.lock               held by a refresh, pin or forget
+    profile.lock               held by a profile refresh, pin or forget (and memory forget, profiles remove)
+    memory.lock                held by an ingest, memory forget or profiles remove (docs/cron.md)
     memory/index.sqlite3       sources, chunk texts and metadata, the BM25 (FTS5) index
     memory/chroma/             the vector store (Chroma)
 ```
