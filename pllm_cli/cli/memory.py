@@ -12,7 +12,7 @@ import typer
 from pllm_cli.cli.console import err, out, print_json
 from pllm_cli.context import AppContext
 from pllm_cli.errors import BusyError, InputError, NotFoundError, PllmError
-from pllm_cli.ingest.pipeline import IngestOptions, forget_by_rule
+from pllm_cli.ingest.pipeline import IngestOptions, forget_memory
 from pllm_cli.memory.forgetting import ForgetRule
 from pllm_cli.memory.index import ChunkIndex
 from pllm_cli.memory.passages import passage_tokens
@@ -178,6 +178,8 @@ def forget(
 
     --conversation, --speaker and --before are remembered: a later ingest of the same files keeps them out.
     Affected sources are rebuilt from their files; a source whose file is gone loses the affected chunks whole.
+    Then the text index is compacted and the vector index copied, without them, into a fresh folder that
+    replaces the old one, so no file of the memory keeps a trace (docs/retrieval.md, "Forgetting").
     Profile facts that came only from what is forgotten are removed too, and listed.
     """
     app_ctx: AppContext = ctx.obj
@@ -196,11 +198,9 @@ def forget(
         if store.source(name) is None:
             raise NotFoundError(f"no source {given!r} in memory", hint="see the list: pllm memory sources")
         targets.append(name)
-    removed = {name: store.remove_source(name) for name in targets}
     options = IngestOptions(me=app_ctx.config.me_names, redact=app_ctx.config.redact)
-    by_rule = {rule: forget_by_rule(rule, store, app_ctx.embedder, options) for rule in rules}
-    if removed and not rules:
-        store.index.compact()
+    report = forget_memory(store, app_ctx.embedder, options, targets, rules)
+    removed, by_rule = report.sources, report.rules
     facts, deferred = _drop_profile_facts(app_ctx, store.index)
     if json_output:
         print_json(
@@ -212,6 +212,7 @@ def forget(
                     {"kind": rule.kind, "value": rule.value, "sources": [asdict(r) for r in results]}
                     for rule, results in by_rule.items()
                 ],
+                "vector_store_rebuilt": asdict(report.rebuilt) if report.rebuilt else None,
             }
         )
     elif not app_ctx.quiet:
@@ -223,6 +224,11 @@ def forget(
             err().print(
                 f"forgot {rule.describe()}: {messages} messages, {chunks} chunks fewer in {len(results)} sources; "
                 "later ingests keep it out",
+                markup=False,
+            )
+        if (rebuilt := report.rebuilt) is not None:
+            err().print(
+                f"rebuilt the vector index without it: {rebuilt.chunks} vectors in {rebuilt.seconds:.1f} s",
                 markup=False,
             )
         for fact in facts:

@@ -95,7 +95,9 @@ $PLLM_HOME/
     profile-history/           one snapshot per profile version (pllm profile history, diff)
     profile.lock               held by a refresh, pin or forget
     memory/index.sqlite3       sources, chunk texts and metadata, the BM25 (FTS5) index
-    memory/chroma/             the vector store (Chroma)
+    memory/chroma-<n>/         the vector store (Chroma); each forget writes the next one (memory/chroma/ before)
+    memory/chroma.current      the name of the live one, switched atomically (docs/retrieval.md, "Forgetting")
+    memory/chroma.build.lock   held while a forget builds the next one
 ```
 
 Directories are created 0700 and files 0600: personal data is readable by you only.
