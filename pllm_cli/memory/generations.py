@@ -95,22 +95,23 @@ class Generations:
         write_private_text(self.pointer, new.name + "\n")  # temp file, fsync, rename, fsync of the folder
 
     def remove_leftovers(self) -> list[Path]:
-        """Delete the generations that are not live: older ones always, newer ones only when no build holds
-        the lock. Returns what was deleted."""
+        """Delete the generations that are not live: older ones always (nothing writes to them any more), newer
+        ones and unrenamed pointer files only when no build holds the lock. Returns the generations deleted."""
         live = generation_number(self.live()) or 0
         older = [p for p in self.existing() if (generation_number(p) or 0) < live]
         newer = [p for p in self.existing() if (generation_number(p) or 0) > live]
         for path in older:
             _remove(path)
-        if newer:
+        strays = list(self.root.glob(f".{POINTER}.*.tmp"))  # written by a process that died before the rename
+        if newer or strays:
             try:
                 with _locked(self.root / BUILD_LOCK, wait=False):
                     for path in newer:
                         _remove(path)
-            except BlockingIOError:  # being built right now
+                    for stray in strays:
+                        stray.unlink(missing_ok=True)
+            except BlockingIOError:  # a build (and its switch) is going on right now
                 newer = []
-        for stray in self.root.glob(f".{POINTER}.*.tmp"):  # a pointer written by a process that died before the rename
-            stray.unlink(missing_ok=True)
         removed = older + newer
         if removed:
             fsync_directory(self.root)
