@@ -9,9 +9,9 @@ process (main() below) that reads nothing but the remaining vectors, their ids a
 whatever stale memory Chroma writes into its files can only hold what remains.
 
 The parent (rebuild_generation) reads the vectors of the chunks SQLite still holds from the live generation,
-a batch at a time, and streams them to the child. The child saves the index once, when every vector is in (the
-collection's sync_threshold is the number of vectors while it builds, then set back to Chroma's default), so
-a reader opening the new generation finds no log left to apply. Then Generations.switch makes it live.
+a batch at a time, and streams them to the child. The child has Chroma save the index with every vector in
+(main() below), so a reader opening the new generation finds no log left to apply and writes nothing into
+its index files. Then Generations.switch makes it live.
 """
 
 from __future__ import annotations
@@ -176,7 +176,11 @@ def _receive(stream: IO[bytes]) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Build a collection in the empty directory argv[0] from the header and batches on stdin; print its count."""
+    """Build a collection in the empty directory argv[0] from the header and batches on stdin; print its count.
+
+    Chroma saves its index each time `sync_threshold` vectors (1,000) have come in, so the vectors up to the
+    last multiple of it are added with that threshold; the threshold is then set to the rest and the
+    collection opened again (a changed threshold applies to a new client), so the last vectors are saved too."""
     import chromadb
     import numpy
     from chromadb.config import Settings
@@ -184,27 +188,36 @@ def main(argv: Sequence[str] | None = None) -> None:
     (target,) = argv if argv is not None else sys.argv[1:]
     stream = sys.stdin.buffer
     header = _receive(stream)
+    count, threshold = int(header["count"]), int(header["sync_threshold"])
+    bulk = count - count % threshold  # saved by Chroma as they come in
+    rest = count - bulk
     settings = Settings(anonymized_telemetry=False, allow_reset=False)
     client: Any = chromadb.PersistentClient(path=target, settings=settings)  # typed without close()
-    count = int(header["count"])
-    afterwards = int(header["sync_threshold"])
-    build = {**header["configuration"], "sync_threshold": count or afterwards}  # the index saved once, when full
     collection = client.create_collection(
         header["collection"],
-        configuration=cast(Any, {"hnsw": build}),  # chromadb types it as a TypedDict
+        configuration=cast(
+            Any, {"hnsw": {**header["configuration"], "sync_threshold": threshold if bulk else rest or threshold}}
+        ),
         metadata=header["metadata"] or None,
         embedding_function=None,
     )
+    added = 0
     while "end" not in (message := _receive(stream)):
         data = _read_exactly(stream, int(message["bytes"]))
         ids: list[str] = message["ids"]
-        collection.add(
-            ids=ids,
-            embeddings=numpy.frombuffer(data, dtype=numpy.float32).reshape(len(ids), -1),
-            metadatas=[{"source": source} for source in message["sources"]],
-        )
-    if count and count != afterwards:
-        collection.modify(configuration={"hnsw": {"sync_threshold": afterwards}})
+        matrix = numpy.frombuffer(data, dtype=numpy.float32).reshape(len(ids), -1)
+        sources: list[str] = message["sources"]
+        while ids:
+            if added == bulk and bulk and rest:  # the rest: saved once, when it is all in
+                collection.modify(configuration={"hnsw": {"sync_threshold": rest}})
+                client.close()
+                client = chromadb.PersistentClient(path=target, settings=settings)
+                collection = client.get_collection(header["collection"])
+            take = len(ids) if added >= bulk else min(len(ids), bulk - added)
+            collection.add(ids=ids[:take], embeddings=matrix[:take], metadatas=[{"source": s} for s in sources[:take]])
+            ids, matrix, sources, added = ids[take:], matrix[take:], sources[take:], added + take
+    if rest:
+        collection.modify(configuration={"hnsw": {"sync_threshold": threshold}})  # as usual for later writes
     held = collection.count()
     client.close()
     print(json.dumps({"count": held}))
