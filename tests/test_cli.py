@@ -353,12 +353,15 @@ def test_memory_stats_sources_and_forget(run, ingested: Path) -> None:  # type: 
     assert sorted(s["source"] for s in sources) == [str(ingested / "elin.md"), str(ingested / "work.md")]
     forgot = run("memory", "forget", ingested / "elin.md", "--json")
     assert forgot.exit_code == 0
-    assert json.loads(forgot.stdout) == {
+    data = json.loads(forgot.stdout)
+    rebuilt = data.pop("vector_store_rebuilt")
+    assert data == {
         "forgotten": [{"source": str(ingested / "elin.md"), "chunks": 1}],
         "profile_facts_removed": [],
         "profile_update_deferred": False,
         "rules": [],
     }
+    assert rebuilt["generation"] == "chroma-1" and rebuilt["chunks"] == 1 and rebuilt["missing"] == 0
     assert json.loads(run("memory", "stats", "--json").stdout)["chunks"] == 1
     result = run("memory", "search", "Hagi", "--json", "--mode", "lexical")
     assert all(not h["source"].endswith("elin.md") for h in json.loads(result.stdout)["hits"])

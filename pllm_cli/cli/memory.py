@@ -13,7 +13,7 @@ from pllm_cli.cli.console import err, out, print_json
 from pllm_cli.cli.locks import lock_wait, wait_option, waiting_notice
 from pllm_cli.context import AppContext
 from pllm_cli.errors import BusyError, InputError, NotFoundError, PllmError
-from pllm_cli.ingest.pipeline import ForgetResult, IngestOptions, forget_by_rule
+from pllm_cli.ingest.pipeline import ForgetReport, IngestOptions, forget_memory
 from pllm_cli.memory.forgetting import ForgetRule
 from pllm_cli.memory.index import ChunkIndex
 from pllm_cli.memory.passages import passage_tokens
@@ -184,6 +184,8 @@ def forget(
 
     --conversation, --speaker and --before are remembered: a later ingest of the same files keeps them out.
     Affected sources are rebuilt from their files; a source whose file is gone loses the affected chunks whole.
+    Then the text index is compacted and the vector index copied, without them, into a fresh folder that
+    replaces the old one, so no file of the memory keeps a trace (docs/retrieval.md, "Forgetting").
     Profile facts that came only from what is forgotten are removed too, and listed. While an ingest or
     another forget changes this memory, this exits 10 at once, or waits with --wait.
     """
@@ -196,7 +198,8 @@ def forget(
     if not source and not rules:
         raise InputError("nothing to forget", hint="give a SOURCE, or --conversation, --speaker or --before")
     with app_ctx.changing_memory(lock_wait(app_ctx, wait), waiting_notice(app_ctx)):
-        removed, by_rule, facts, deferred = _forget(app_ctx, source or [], rules)
+        report, facts, deferred = _forget(app_ctx, source or [], rules)
+    removed, by_rule = report.sources, report.rules
     if json_output:
         print_json(
             {
@@ -207,6 +210,7 @@ def forget(
                     {"kind": rule.kind, "value": rule.value, "sources": [asdict(r) for r in results]}
                     for rule, results in by_rule.items()
                 ],
+                "vector_store_rebuilt": asdict(report.rebuilt) if report.rebuilt else None,
             }
         )
     elif not app_ctx.quiet:
@@ -220,6 +224,11 @@ def forget(
                 "later ingests keep it out",
                 markup=False,
             )
+        if (rebuilt := report.rebuilt) is not None:
+            err().print(
+                f"rebuilt the vector index without it: {rebuilt.chunks} vectors in {rebuilt.seconds:.1f} s",
+                markup=False,
+            )
         for fact in facts:
             err().print(f"removed profile fact {fact.id}, which came only from it: {fact.text}", markup=False)
         if deferred:
@@ -230,10 +239,8 @@ def forget(
             )
 
 
-def _forget(
-    app_ctx: AppContext, source: list[str], rules: list[ForgetRule]
-) -> tuple[dict[str, int], dict[ForgetRule, list[ForgetResult]], list[Fact], bool]:
-    """Under the memory lock: the sources removed (chunks each), what each rule did, the profile facts
+def _forget(app_ctx: AppContext, source: list[str], rules: list[ForgetRule]) -> tuple[ForgetReport, list[Fact], bool]:
+    """Under the memory lock: what was forgotten (and the vector store rebuilt without it), the profile facts
     dropped, and whether that had to be left to the next refresh."""
     store = app_ctx.store
     targets = []
@@ -243,13 +250,10 @@ def _forget(
         if store.source(name) is None:
             raise NotFoundError(f"no source {given!r} in memory", hint="see the list: pllm memory sources")
         targets.append(name)
-    removed = {name: store.remove_source(name) for name in targets}
     options = IngestOptions(me=app_ctx.config.me_names, redact=app_ctx.config.redact)
-    by_rule = {rule: forget_by_rule(rule, store, app_ctx.embedder, options) for rule in rules}
-    if removed and not rules:
-        store.index.compact()
+    report = forget_memory(store, app_ctx.embedder, options, targets, rules)
     facts, deferred = _drop_profile_facts(app_ctx, store.index)
-    return removed, by_rule, facts, deferred
+    return report, facts, deferred
 
 
 def _drop_profile_facts(app_ctx: AppContext, index: ChunkIndex) -> tuple[list[Fact], bool]:

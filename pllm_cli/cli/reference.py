@@ -96,7 +96,9 @@ $PLLM_HOME/
     profile.lock               held by a profile refresh, pin or forget (and memory forget, profiles remove)
     memory.lock                held by an ingest, memory forget or profiles remove (docs/cron.md)
     memory/index.sqlite3       sources, chunk texts and metadata, the BM25 (FTS5) index
-    memory/chroma/             the vector store (Chroma)
+    memory/chroma-<n>/         the vector store (Chroma); each forget writes the next one (memory/chroma/ before)
+    memory/chroma.current      the name of the live one, switched atomically (docs/retrieval.md, "Forgetting")
+    memory/chroma.build.lock   held while a forget builds the next one
 ```
 
 Directories are created 0700 and files 0600: personal data is readable by you only.

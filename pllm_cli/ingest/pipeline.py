@@ -22,6 +22,7 @@ from pllm_cli.ingest.chunking import CHUNKING_VERSION, chunk_document
 from pllm_cli.ingest.document import Document
 from pllm_cli.ingest.readers import is_supported, read_document
 from pllm_cli.memory.forgetting import ForgetRule, apply_rules, apply_to_chunk
+from pllm_cli.memory.rebuild import Rebuilt
 from pllm_cli.memory.records import Chunk, Mail, SourceRecord
 from pllm_cli.memory.store import ChromaStore, MemoryStore
 
@@ -158,6 +159,9 @@ def ingest_paths(
 ) -> IngestReport:
     started = time.perf_counter()
     report = IngestReport()
+    options = options or IngestOptions()
+    if isinstance(store, ChromaStore):
+        resume_forgetting(store, embedder, options)
     emit = on_event or (lambda event: None)
     planned = list(discover_files(paths, exclude))
     emit(IngestEvent("planned", total=len(planned)))
@@ -165,17 +169,22 @@ def ingest_paths(
         result = (
             FileResult(str(path), "failed", reason=problem, hint="check the path")
             if problem
-            else ingest_file(path, store, embedder, options or IngestOptions())
+            else ingest_file(path, store, embedder, options)
         )
         if result.status == "failed":
             store.record_failure(result.path, result.reason)
         report.files.append(result)
         emit(IngestEvent("file", result=result))
     if prune:
-        for record in store.sources():
-            if not Path(record.source).exists():
-                store.remove_source(record.source)
-                report.files.append(FileResult(record.source, "pruned", record.format, record.chunks))
+        gone = [record for record in store.sources() if not Path(record.source).exists()]
+        if gone:
+            store.mark_forgetting()
+        for record in gone:
+            store.remove_source(record.source)
+            report.files.append(FileResult(record.source, "pruned", record.format, record.chunks))
+    # Pruned sources, text a forget rule kept out (this process read it), or a forget cut short earlier:
+    # the vectors that remain go into a fresh vector store (ChromaStore.finish_forgetting).
+    store.finish_forgetting()
     report.seconds = time.perf_counter() - started
     return report
 
@@ -206,7 +215,10 @@ def ingest_file(
             return FileResult(source, "moved", moved_from.format, moved_from.chunks, reason=f"from {moved_from.source}")
     try:
         document = read_document(path, data)
-        document = apply_rules(document, store.forget_rules())
+        kept = apply_rules(document, store.forget_rules())
+        if kept != document:  # this process now holds forgotten text: what it writes is rebuilt at the end
+            store.mark_forgetting()
+        document = kept
         if options.redact:
             document = redact_document(document)
         chunks = chunk_document(document, options.me)
@@ -300,7 +312,9 @@ def _forget_in_stored_chunks(store: ChromaStore, embedder: Embedder, chunks: Seq
 def forget_by_rule(
     rule: ForgetRule, store: ChromaStore, embedder: Embedder, options: IngestOptions
 ) -> list[ForgetResult]:
-    """Store `rule` (so later ingests keep to it) and apply it now to every source it touches."""
+    """Store `rule` (so later ingests keep to it) and apply it now to every source it touches. The caller ends
+    with store.finish_forgetting() (as forget_memory does), which compacts SQLite and rebuilds the vector store."""
+    store.mark_forgetting()
     store.index.add_forget_rule(rule.kind, rule.value)
     touched: dict[str, list[Chunk]] = {}
     for chunk in store.index.iter_chunks():
@@ -325,5 +339,36 @@ def forget_by_rule(
                 rebuilt,
             )
         )
-    store.index.compact()
     return results
+
+
+@dataclass(frozen=True)
+class ForgetReport:
+    sources: dict[str, int]  # source -> chunks removed
+    rules: dict[ForgetRule, list[ForgetResult]]
+    rebuilt: Rebuilt | None  # the fresh vector store (None only if nothing was forgotten)
+
+
+def forget_memory(
+    store: ChromaStore,
+    embedder: Embedder,
+    options: IngestOptions,
+    sources: Sequence[str] = (),
+    rules: Sequence[ForgetRule] = (),
+) -> ForgetReport:
+    """Remove whole sources and apply forget rules, then leave no trace: SQLite compacted, and the vectors
+    that remain copied into a fresh vector store that replaces the old one (ChromaStore.finish_forgetting)."""
+    resume_forgetting(store, embedder, options)
+    store.mark_forgetting(rules)  # from here on, a crash is finished by the next ingest or forget
+    removed = {name: store.remove_source(name) for name in sources}
+    by_rule = {rule: forget_by_rule(rule, store, embedder, options) for rule in rules}
+    return ForgetReport(removed, by_rule, store.finish_forgetting())
+
+
+def resume_forgetting(store: ChromaStore, embedder: Embedder, options: IngestOptions) -> None:
+    """A forget that a crash cut short left its mark: apply every stored rule again (sources still holding what
+    a rule drops are rebuilt), so that the next finish_forgetting completes it. Sources removed by name are
+    gone from SQLite as soon as remove_source returns; the rebuild drops their vectors."""
+    if store.forget_pending():
+        for rule in store.forget_rules():
+            forget_by_rule(rule, store, embedder, options)

@@ -182,6 +182,10 @@ class ChunkIndex:
     def chunk_ids(self, source: str) -> list[str]:
         return [row[0] for row in self.db.execute("SELECT id FROM chunks WHERE source = ?", (source,))]
 
+    def chunk_sources(self) -> list[tuple[str, str]]:
+        """(chunk id, source) of every chunk."""
+        return [(row[0], row[1]) for row in self.db.execute("SELECT id, source FROM chunks ORDER BY rowid")]
+
     def replace_source(self, record: SourceRecord, chunks: Sequence[Chunk]) -> None:
         with self._transaction():
             self._delete_chunks(record.source)

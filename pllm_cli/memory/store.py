@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
-from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 from pllm_cli.errors import StoreError
 from pllm_cli.memory.forgetting import ForgetRule
-from pllm_cli.memory.heap import cleared_allocations
+from pllm_cli.memory.generations import Generations, generation_number
 from pllm_cli.memory.index import ChunkIndex
+from pllm_cli.memory.rebuild import Rebuilt, rebuild_generation
 from pllm_cli.memory.records import Chunk, Hit, SourceRecord
 from pllm_cli.memory.timeframes import Period
 from pllm_cli.paths import ensure_private_dir, make_tree_private
@@ -40,6 +42,9 @@ PERIOD_POOL = 1000
 # found was 0.97 at 120, 0.99 at 200, 0.999 at 400 and 1.0 at 800, at 8-10 ms p95 for all. Chroma fixes
 # ef_search when it creates a collection; an existing memory keeps the value it was made with.
 HNSW = {"space": "cosine", "ef_search": 400, "ef_construction": 200, "max_neighbors": 32}
+# In SQLite's meta table: "1" from before the first deletion of a forget until its rebuild is done.
+FORGET_MARK = "forget_pending"
+T = TypeVar("T")
 
 
 class MemoryStore(Protocol):
@@ -59,6 +64,8 @@ class MemoryStore(Protocol):
     ) -> list[Hit]: ...
     def neighbours(self, chunk: Chunk) -> tuple[Chunk | None, Chunk | None]: ...
     def latest_time(self) -> datetime | None: ...
+    def mark_forgetting(self, rules: Sequence[ForgetRule] = ()) -> None: ...
+    def finish_forgetting(self) -> Rebuilt | None: ...
 
 
 class ChromaStore:
@@ -69,6 +76,10 @@ class ChromaStore:
         self.embedding_model = embedding_model
         ensure_private_dir(directory)
         self.index = ChunkIndex(directory / "index.sqlite3")
+        self.generations = Generations(directory)
+        self._client: Any = None
+        self._collection: Any = None
+        self._generation: Path | None = None
         self._check_model()
 
     def _check_model(self) -> None:
@@ -81,16 +92,33 @@ class ChromaStore:
                 hint=f"set embedding_model back, or delete {self.directory} and ingest again",
             )
 
-    @cached_property
+    @property
     def collection(self) -> Any:
+        """The live generation's collection (generations.py), opened again if a forget in another process has
+        switched generations since."""
+        live = self.generations.live()
+        if self._collection is None or live != self._generation:
+            self._open(live)
+        return self._collection
+
+    def _open(self, live: Path) -> None:
         import chromadb
         from chromadb.config import Settings
 
-        try:
-            with cleared_allocations():
-                client = chromadb.PersistentClient(
-                    path=str(self.directory / "chroma"),
-                    settings=Settings(anonymized_telemetry=False, allow_reset=False),
+        self._close_collection()
+        for _ in range(5):  # a forget may switch generations while this opens one: open the newer one then
+            if generation_number(live) and not live.is_dir():
+                again = self.generations.live()
+                if again == live:
+                    raise StoreError(
+                        f"the vector store {live} named by {self.generations.pointer} is missing",
+                        hint=f"if it is lost, delete {self.directory} and ingest again",
+                    )
+                live = again
+                continue
+            try:
+                client: Any = chromadb.PersistentClient(  # typed without close()
+                    path=str(live), settings=Settings(anonymized_telemetry=False, allow_reset=False)
                 )
                 collection = client.get_or_create_collection(
                     COLLECTION,
@@ -98,18 +126,74 @@ class ChromaStore:
                     metadata={"embedding_model": self.embedding_model},
                     embedding_function=None,
                 )
-        except Exception as exc:  # chromadb raises many unrelated types for a damaged store
-            raise StoreError(
-                f"cannot open the vector store in {self.directory}: {exc}",
-                hint="if it is damaged, delete that folder and ingest again",
-            ) from None
+            except Exception as exc:  # chromadb raises many unrelated types for a damaged store
+                raise StoreError(
+                    f"cannot open the vector store in {live}: {exc}",
+                    hint="if it is damaged, delete that folder and ingest again",
+                ) from None
+            again = self.generations.live()
+            if again == live:
+                break
+            client.close()
+            live = again
+        else:
+            raise StoreError("the vector store kept changing while it was opened", hint="try again")
+        self._client, self._collection, self._generation = client, collection, live
+        self.generations.remove_leftovers()
         make_tree_private(self.directory)
-        return _Cleared(collection)
+
+    def _close_collection(self) -> None:
+        """Let go of the open generation (Chroma stops its system once no client of that path is left)."""
+        if self._client is not None:
+            self._client.close()
+        self._client = self._collection = self._generation = None
+
+    def _read(self, call: Callable[[Any], T]) -> T:
+        """call(collection), once more on the new generation if a forget switched generations meanwhile (the
+        old one is deleted then: a client that has not loaded all of it yet fails)."""
+        collection = self.collection
+        try:
+            return call(collection)
+        except Exception:
+            if self.generations.live() == self._generation:
+                raise
+        self._close_collection()
+        return call(self.collection)
 
     def close(self) -> None:
         self.index.close()
-        if "collection" in self.__dict__:  # Chroma creates segment files after the collection opens
+        if self._client is not None:  # Chroma creates segment files after the collection opens
+            self._close_collection()
             make_tree_private(self.directory)
+
+    # forgetting ---------------------------------------------------------------------------------
+    def forget_pending(self) -> bool:
+        """Whether a forget has begun and not finished (in this process, or in one that died)."""
+        return self.index.get_meta(FORGET_MARK) == "1"
+
+    def mark_forgetting(self, rules: Sequence[ForgetRule] = ()) -> None:
+        """Call before deleting or rewriting anything for privacy; `rules` are recorded with the mark. From here
+        on a crash leaves the mark in SQLite, and the next ingest or forget does the rest (the rules applied
+        again by pipeline.resume_forgetting, then finish_forgetting)."""
+        self.index.set_meta(FORGET_MARK, "1")
+        for rule in rules:
+            self.index.add_forget_rule(rule.kind, rule.value)
+
+    def finish_forgetting(self) -> Rebuilt | None:
+        """If marked: compact SQLite, copy the remaining vectors into a fresh Chroma generation (rebuild.py),
+        switch to it and delete the old one; then clear the mark. None if there was nothing to finish."""
+        if not self.forget_pending():
+            return None
+        started = time.perf_counter()
+        self.index.compact()
+        compacted = time.perf_counter()
+        rebuilt = rebuild_generation(
+            self.generations, self.collection, self.index.chunk_sources(), before_switch=self._close_collection
+        )
+        self.index.set_meta(FORGET_MARK, "0")
+        self.generations.remove_leftovers()
+        done = time.perf_counter()
+        return replace(rebuilt, seconds=done - compacted, compact_seconds=compacted - started)
 
     # reading ------------------------------------------------------------------------------------
     def source(self, source: str) -> SourceRecord | None:
@@ -138,8 +222,10 @@ class ChromaStore:
         self.index.replace_source(record, chunks)
 
     def remove_source(self, source: str) -> int:
+        """SQLite first: should the vectors outlive a crash, search skips them and the next rebuild drops them."""
+        removed = self.index.remove_source(source)
         self.collection.delete(where={"source": source})
-        return self.index.remove_source(source)
+        return removed
 
     def update_chunks(self, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
         """Rewrite chunks in place (same ids): their vectors, then their SQLite rows and BM25 text."""
@@ -154,9 +240,9 @@ class ChromaStore:
             self.index.update_chunks(chunks)
 
     def remove_chunks(self, ids: Sequence[str]) -> None:
-        if ids:
-            self.collection.delete(ids=list(ids))
+        if ids:  # SQLite first, as remove_source
             self.index.remove_chunks(ids)
+            self.collection.delete(ids=list(ids))
 
     def rename_source(self, old: str, new: str) -> None:
         """Point a source's chunks at a new path (a renamed or moved file): no embedding again."""
@@ -196,16 +282,15 @@ class ChromaStore:
         count first cost 5 ms at 100,000 chunks.)"""
         import numpy
 
-        result = self.collection.query(
-            query_embeddings=numpy.asarray([vector], dtype=numpy.float32), n_results=limit, include=["distances"]
-        )
+        query = numpy.asarray([vector], dtype=numpy.float32)
+        result = self._read(lambda c: c.query(query_embeddings=query, n_results=limit, include=["distances"]))
         return [(i, 1.0 - float(d)) for i, d in zip(result["ids"][0], result["distances"][0], strict=True)]
 
     def exact_search(self, vector: Sequence[float], ids: Sequence[str], limit: int) -> list[tuple[str, float]]:
         """(chunk id, cosine similarity) of the best `limit` of these chunks, compared one by one."""
         import numpy
 
-        found = self.collection.get(ids=list(ids), include=["embeddings"]) if ids else {"ids": []}
+        found = self._read(lambda c: c.get(ids=list(ids), include=["embeddings"])) if ids else {"ids": []}
         if not found["ids"]:
             return []
         matrix = numpy.asarray(found["embeddings"], dtype=numpy.float32)
@@ -261,25 +346,3 @@ def fuse(ranked: dict[str, list[tuple[str, float]]]) -> dict[str, float]:
         for rank, (chunk_id, _) in enumerate(hits, start=1):
             scores[chunk_id] = scores.get(chunk_id, 0.0) + weight / (RRF_K + rank)
     return scores
-
-
-class _Cleared:
-    """A Chroma collection whose every call runs inside heap.cleared_allocations(): Chroma writes memory it
-    never cleared into its index files, and this fills most of that memory first (heap.py: what it misses)."""
-
-    def __init__(self, collection: Any) -> None:
-        self._collection = collection
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):  # copy and pickle look for these before __init__ has run
-            raise AttributeError(name)
-        with cleared_allocations():  # properties such as `configuration` call into Chroma too
-            value = getattr(self.__dict__["_collection"], name)
-        if not callable(value):
-            return value
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with cleared_allocations():
-                return value(*args, **kwargs)
-
-        return call
