@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ import pytest
 from conftest import EXAMPLES, invoke
 
 from pllm_cli.errors import ExitCode
+from pllm_cli.memory.index import ChunkIndex
 from pllm_cli.paths import Paths
 from pllm_cli.profile.extract import (
     FACT_TOKENS,
@@ -114,9 +114,12 @@ def extra_chat(folder: Path, sessions: int) -> Path:
 
 
 def chunk_ids(home: Path) -> dict[str, str]:
-    """Every chunk in memory: id -> text, from the SQLite index."""
-    with sqlite3.connect(f"file:{Paths(home).memory_dir / 'index.sqlite3'}?mode=ro", uri=True) as db:
-        return dict(db.execute("SELECT id, text FROM chunks"))
+    """Every chunk in memory: id -> the text a reader sees, from the SQLite index."""
+    index = ChunkIndex(Paths(home).memory_dir / "index.sqlite3")
+    try:
+        return {chunk.id: chunk.text for chunk in index.iter_chunks()}
+    finally:
+        index.close()
 
 
 @pytest.fixture
