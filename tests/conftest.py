@@ -179,6 +179,31 @@ class FakeChatModel:
         for number, word in enumerate(words[:max_tokens]):
             yield word if number == 0 else " " + word
 
+    def stream_steered(
+        self,
+        messages: Sequence[ChatMessage],
+        plain_messages: Sequence[ChatMessage],
+        *,
+        strength: float,
+        max_tokens: int,
+        temperature: float,
+        seed: int | None,
+    ) -> Iterator[str]:
+        """The canned answer, as `stream` gives it; the call is recorded with both prompts and the strength."""
+        self.calls.append(
+            {
+                "messages": list(messages),
+                "plain_messages": list(plain_messages),
+                "strength": strength,
+                "max_tokens": max_tokens,
+                "temperature": temperature,
+                "seed": seed,
+            }
+        )
+        words = self.answer.split(" ")
+        for number, word in enumerate(words[:max_tokens]):
+            yield word if number == 0 else " " + word
+
 
 @pytest.fixture
 def fake_embedder() -> FakeEmbedder:

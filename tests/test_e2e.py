@@ -147,6 +147,12 @@ class RecordingModel:
         self.prompts.append(list(messages))
         yield from self.model.stream(messages, **settings)
 
+    def stream_steered(
+        self, messages: Sequence[ChatMessage], plain_messages: Sequence[ChatMessage], **settings: Any
+    ) -> Iterator[str]:
+        self.prompts.append(list(messages))
+        yield from self.model.stream_steered(messages, plain_messages, **settings)
+
 
 def test_session_gives_the_retrieved_notes_to_the_real_model(
     shared_home: Path, real_embedder: Any, real_model: Any
