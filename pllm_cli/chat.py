@@ -24,6 +24,7 @@ class GenerationSettings:
     k: int = 12  # most memories in the prompt; memory_tokens decides first
     memory_tokens: int = 512
     profile_tokens: int = 256
+    steer: float = 0.0  # context steering strength (lambda); 0: plain decoding
 
 
 def is_looping(text: str, min_length: int = 12) -> bool:
@@ -107,6 +108,7 @@ class ChatSession:
             cost = memory_cost(self.model.count_tokens)
             memories = self.retriever.recall(question, self.settings.memory_tokens, cost, limit=self.settings.k)
             timings["retrieve_s"] = time.perf_counter() - started
+        count = self.model.count_tokens
         budget = Budget(
             context_size=self.model.context_size,
             max_tokens=self.settings.max_tokens,
@@ -119,17 +121,25 @@ class ChatSession:
             profile=self.profile if isinstance(self.profile, str) else self._profile_for(question),
             history=self.history,
             budget=budget,
-            count=self.model.count_tokens,
+            count=count,
             name=self.name,
         )
         plan.tokens["prompt_total"] = self.model.count_prompt_tokens(plan.messages)
         timings["prepare_s"] = time.perf_counter() - started
-        tokens = self.model.stream(
-            plan.messages,
-            max_tokens=min(self.settings.max_tokens, self.model.context_size - plan.tokens["prompt_total"]),
-            temperature=self.settings.temperature,
-            seed=self.settings.seed,
-        )
+        max_tokens = min(self.settings.max_tokens, self.model.context_size - plan.tokens["prompt_total"])
+        if self.settings.steer and (plan.used_memories or plan.tokens["profile"]):
+            tokens = self.model.stream_steered(
+                plan.messages,
+                plan.without_context,
+                strength=self.settings.steer,
+                max_tokens=max_tokens,
+                temperature=self.settings.temperature,
+                seed=self.settings.seed,
+            )
+        else:
+            tokens = self.model.stream(
+                plan.messages, max_tokens=max_tokens, temperature=self.settings.temperature, seed=self.settings.seed
+            )
         reply = Reply(question, plan, memories, tokens, self._remember, timings)
         self.last = reply
         return reply

@@ -46,6 +46,9 @@ class PromptPlan:
     dropped_turns: int = 0
     profile_truncated: bool = False
     profile: ProfileSelection = field(default_factory=ProfileSelection)
+    # the same prompt without the personal context (no profile, no memories, the same history): what context
+    # steering contrasts the answer with
+    without_context: list[ChatMessage] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -177,4 +180,5 @@ def build_messages(
         dropped_turns=len(history) - len(kept_history),
         profile_truncated=truncated,
         profile=selection,
+        without_context=[ChatMessage("system", system), *kept_history, ChatMessage("user", question)],
     )

@@ -92,3 +92,76 @@ def profile(
         markup=False,
     )
     out().print(render_table(evaluation), markup=False)
+
+
+@app.command("answers")
+def answers(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="Data in the LoCoMo format (e.g. locomo10.json)."),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, help="At most N questions per category, drawn reproducibly from the whole file."
+    ),
+    speaker: str = typer.Option("a", "--speaker", help="Which speaker of each conversation is the user: a or b."),
+    model: Path | None = typer.Option(
+        None, "--model", "-m", envvar="PLLM_MODEL", help="GGUF chat model to measure (default: the bundled one)."
+    ),
+    profile_build: bool = typer.Option(
+        False, "--profile-build", help="Also build each user's profile (the same refresh) and ask with it."
+    ),
+    steer: list[float] = typer.Option(
+        [], "--steer", help="Also ask with context steering at this strength (repeatable, e.g. --steer 0.5)."
+    ),
+    json_output: bool = typer.Option(False, "--json", help="One JSON object on stdout, with every answer."),
+) -> None:
+    """Answer quality as the user reads it: LoCoMo's answer F1 per category, abstention when the answer is
+    not there, citations, length and time, for several settings side by side.
+
+    Each conversation is ingested into its own temporary memory with the speaker as the user; every chosen
+    question is asked through the same session, prompt and model as `pllm ask`, once per setting: no memory,
+    memory, memory + profile (--profile-build), and each --steer strength. See docs/answers.md.
+    """
+    from pllm_cli.chat import GenerationSettings
+    from pllm_cli.evaluation.answers import evaluate_answers, render_table, settings_for
+
+    app_ctx: AppContext = ctx.obj
+    if speaker not in ("a", "b"):
+        raise InputError(f"--speaker is a or b, not {speaker!r}")
+    if not file.is_file():
+        raise InputError(f"no such file: {file}", hint="give a LoCoMo-format JSON file")
+    if any(s < 0 for s in steer):
+        raise InputError("--steer takes a strength of 0 or more", hint="e.g. --steer 0.5 --steer 1")
+    app_ctx.overrides["model"] = str(model) if model else None
+    config = app_ctx.config
+    generation = GenerationSettings(
+        max_tokens=config.max_tokens,
+        temperature=0.0,
+        seed=0,
+        k=config.k,
+        memory_tokens=config.memory_tokens,
+        profile_tokens=config.profile_tokens,
+    )
+
+    def progress(line: str) -> None:
+        if not app_ctx.quiet and not json_output:
+            err().print(line, markup=False, style="dim")
+
+    evaluation = evaluate_answers(
+        file,
+        app_ctx.embedder,
+        app_ctx.model,
+        settings_for(profile=profile_build, steer=steer),
+        speaker=speaker,
+        limit=limit,
+        generation=generation,
+        on_progress=progress,
+    )
+    if json_output:
+        print_json(evaluation.to_dict())
+        return
+    out().print(
+        f"{evaluation.model}: {evaluation.conversations} conversations, "
+        f"{len({(a.sample_id, a.question) for a in evaluation.answers})} questions; "
+        "F1 and shares in %, times are medians",
+        markup=False,
+    )
+    out().print(render_table(evaluation), markup=False)

@@ -4,7 +4,7 @@ and pipeline users get (its turns written as pllm's JSONL chat format, then `ing
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,13 @@ def conversation_memories(
     *,
     me: Callable[[dict[str, Any]], tuple[str, ...]] = lambda sample: (),
     limit: int | None = None,
+    samples: Sequence[dict[str, Any]] | None = None,
 ) -> Iterator[tuple[dict[str, Any], list[dict[str, str]], ChromaStore]]:
     """(sample, its chat records, a memory holding them) for each conversation; the memory is deleted when
-    the caller moves on. `me` names the user of each sample (none by default)."""
+    the caller moves on. `me` names the user of each sample (none by default). `samples`: these, already
+    loaded from `path`, instead of the file's first `limit`."""
     try:
-        samples = load_locomo(path)[:limit]
+        samples = list(samples) if samples is not None else load_locomo(path)[:limit]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{path}: not LoCoMo-format data ({exc})", hint="see ../shared/eval/README.md") from None
     for sample in samples:

@@ -36,7 +36,7 @@ class Question:
     question: str
     answer: str
     category: int
-    evidence: tuple[str, ...]  # dia_ids of existing turns, e.g. ("D1:3", "D8:6"), never empty
+    evidence: tuple[str, ...]  # dia_ids of existing turns, e.g. ("D1:3", "D8:6"); empty only if not required
 
     @property
     def category_name(self) -> str:
@@ -136,10 +136,13 @@ def parse_evidence(evidence: str | Iterable[str]) -> list[str]:
     return list(found)
 
 
-def extract_questions(sample: Sample, categories: Collection[int] = RECALL_CATEGORIES) -> list[Question]:
+def extract_questions(
+    sample: Sample, categories: Collection[int] = RECALL_CATEGORIES, *, require_evidence: bool = True
+) -> list[Question]:
     """The sample's questions of `categories` whose evidence points at existing turns.
 
-    Evidence ids that are not turns of this conversation are dropped, then questions left without evidence.
+    Evidence ids that are not turns of this conversation are dropped, then (if `require_evidence`) questions
+    left without evidence.
     """
     known = dia_ids(sample)
     sample_id = str(sample["sample_id"])
@@ -149,7 +152,7 @@ def extract_questions(sample: Sample, categories: Collection[int] = RECALL_CATEG
         if category not in categories:
             continue
         evidence = tuple(e for e in parse_evidence(qa.get("evidence") or []) if e in known)
-        if not evidence:
+        if not evidence and require_evidence:
             continue
         answer = qa.get("answer", qa.get("adversarial_answer", ""))
         questions.append(
