@@ -76,7 +76,7 @@ def test_a_chat_hit_brings_the_turn_before_and_the_turn_after() -> None:
     [passage] = pack(hits(chunks[2]), 1000, words, neighbours=Chain(chunks))
     assert passage.message_ids == ["m1.1", "m2.0", "m2.1", "m3.0"]
     assert passage.text.splitlines() == [
-        "[2026-03-01 10:01] Maya: I will book a table",
+        "[1 March 2026 10:01] Maya: I will book a table",
         "Elin: did you hear about Karin",
         "Maya: she got the job in Porto",
         "Elin: wow, good for her",
@@ -142,10 +142,10 @@ def test_render_stamps_only_where_a_run_starts_or_the_day_changes() -> None:
     later = chat(5, [("Maya", "much later")], day="2026-03-03")
     turns = chunk_turns(monday) + chunk_turns(tuesday) + chunk_turns(later)
     assert render_turns(turns).splitlines() == [
-        "[2026-03-02 10:00] Elin: hi",
+        "[2 March 2026 10:00] Elin: hi",
         "Maya: hello",
-        "[2026-03-03 10:01] Elin: again",
-        "[2026-03-03 10:05] Maya: much later",
+        "[3 March 2026 10:01] Elin: again",
+        "[3 March 2026 10:05] Maya: much later",
     ]
 
 
@@ -154,7 +154,7 @@ def test_multi_line_messages_stay_one_turn() -> None:
     turns = chunk_turns(chunk)
     assert [t.turn.message_id for t in turns] == ["m0.0", "m0.1"]
     assert turns[0].turn.text.endswith("- milk")
-    assert render_turns(turns).splitlines() == ["[2026-03-01 10:00] Elin: list:", "- eggs", "- milk", "Maya: ok"]
+    assert render_turns(turns).splitlines() == ["[1 March 2026 10:00] Elin: list:", "- eggs", "- milk", "Maya: ok"]
 
 
 def test_approximate_tokens_and_to_dict() -> None:

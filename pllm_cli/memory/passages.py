@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pllm_cli.memory.records import Chunk, Hit, Turn, format_time
+from pllm_cli.memory.records import Chunk, Hit, Turn
 
 NEAR_DUPLICATE = 0.85  # word-set Jaccard above which a text repeats one already chosen
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -105,7 +105,7 @@ def render_turns(turns: Sequence[PlacedTurn]) -> str:
     previous: PlacedTurn | None = None
     previous_day = ""
     for placed in turns:
-        day = format_time(placed.turn.time)[:10] or previous_day
+        day = placed.turn.time[:10] or previous_day
         running = previous is not None and placed.follows(previous) and day == previous_day
         lines.append(placed.turn.render(stamp=not running))
         previous, previous_day = placed, day

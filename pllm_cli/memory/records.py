@@ -29,6 +29,18 @@ def format_time(iso: str) -> str:
         return iso
 
 
+def spoken_time(iso: str) -> str:
+    """'2026-02-03T19:04:00+01:00' -> '3 February 2026 19:04': the stamp shown on chat messages. Dates as people
+    write them are what a small model repeats in an answer ("on 3 February 2026"), unlike 2026-02-03."""
+    if not iso:
+        return ""
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    return f"{moment.day} {moment.strftime('%B %Y %H:%M')}"
+
+
 @dataclass(frozen=True)
 class Turn:
     """One chat message as memory keeps it. `time` is ISO 8601 as the source gave it, or ""."""
@@ -40,8 +52,8 @@ class Turn:
     by_user: bool = False
 
     def render(self, *, stamp: bool = True) -> str:
-        """'[2026-02-03 19:04] Zoe: text' (without the stamp if asked, or if the turn has no time)."""
-        when = format_time(self.time) if stamp else ""
+        """'[3 February 2026 19:04] Zoe: text' (without the stamp if asked, or if the turn has no time)."""
+        when = spoken_time(self.time) if stamp else ""
         return f"[{when}] {self.speaker}: {self.text}" if when else f"{self.speaker}: {self.text}"
 
     def to_dict(self) -> dict[str, Any]:
