@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from pllm_cli.citations import cited_numbers
 from pllm_cli.errors import InputError
+from pllm_cli.grounding import Grounding, ground
 from pllm_cli.memory.passages import Passage
 from pllm_cli.memory.retrieval import Retriever
 from pllm_cli.profile.render import ProfileSelection
@@ -25,6 +27,8 @@ class GenerationSettings:
     memory_tokens: int = 512
     profile_tokens: int = 256
     steer: float = 0.0  # context steering strength (lambda); 0: plain decoding
+    short: bool = True  # the answer ends with its first line
+    check: bool = True  # check the answer against the memories: cite them, or say it is not in them
 
 
 def is_looping(text: str, min_length: int = 12) -> bool:
@@ -36,9 +40,48 @@ def is_looping(text: str, min_length: int = 12) -> bool:
     return lines[-1] in lines[:-1] and lines[-2] in lines[:-2]
 
 
+# What a small model copies from the notes at the start of its answer: "2. ", "[2023-05-08 13:56] ", "Maya: "
+_ECHO = re.compile(
+    r"^\s*(?:(?:\d{1,2}[.)]|[-*\u2022])\s+)?"  # a list number or bullet
+    r"(?:\[[^\]\n]{0,40}\]\s*)?"  # a time stamp
+    r"(?:[A-Z][\w'-]*(?: [A-Z][\w'-]*)?:\s+)?"  # a speaker
+)
+OPENING_CHARS = 48  # held back until the echo at the start can be told
+
+
+def short_answer(pieces: Iterable[str]) -> Iterator[str]:
+    """The answer's first line, without what the model copied from the notes at its start. A first line that
+    only announces the answer ("My plans are:") goes on with the next one."""
+    held, line, opened, continued = "", "", False, False  # held back; the current line as given so far
+    for piece in pieces:
+        held += piece
+        if not opened:
+            held = held.lstrip()
+            if "\n" not in held and len(held) < OPENING_CHARS:
+                continue
+            held, opened = _ECHO.sub("", held, count=1), True
+        if "\n" not in held:
+            line += held
+            yield held
+            held = ""
+            continue
+        end, held = held.split("\n", 1)
+        line += end
+        if line.strip() and (continued or not line.rstrip().endswith(":")):
+            yield end.rstrip()
+            return
+        if line.strip():  # "My plans are:": the answer is on the next line
+            yield end.rstrip() + " "
+            continued = True
+        line, opened = "", False
+    if held.strip():
+        yield held.rstrip() if opened else _ECHO.sub("", held.lstrip(), count=1).rstrip()
+
+
 @dataclass
 class Reply:
-    """One answer. Iterate it for the streamed text; afterwards `text`, `timings` and `plan` are filled."""
+    """One answer. Iterate it for the streamed text; afterwards `text`, `timings`, `plan` and `grounding` are
+    filled. After the model's text come pllm's citations, or its warning that the memories do not say so."""
 
     question: str
     plan: PromptPlan
@@ -49,30 +92,72 @@ class Reply:
     text: str = ""
     completion_tokens: int = 0
     finished: bool = False
+    short: bool = False
+    check: bool = False
+    grounding: Grounding | None = None
 
     def __iter__(self) -> Iterator[str]:
         started = time.perf_counter()
+        pieces = short_answer(self._model_pieces(started)) if self.short else self._model_pieces(started)
+        for piece in pieces:
+            self.text += piece
+            yield piece
+        self._stop()
+        self.timings["generate_s"] = time.perf_counter() - started
+        verdict = self._verdict()
+        if verdict:
+            self.text += verdict
+            yield verdict
+        self._on_done(self)
+
+    def _model_pieces(self, started: float) -> Iterator[str]:
+        """The model's text as it comes, stopped if it loops."""
+        seen = ""
         for piece in self._tokens:
-            if is_looping(self.text):
-                close = getattr(self._tokens, "close", None)
-                if close:
-                    close()
+            if is_looping(seen):
                 self.timings["stopped_looping"] = 1.0
-                break
+                return
             if not self.completion_tokens:
                 self.timings["first_token_s"] = time.perf_counter() - started + self.timings.get("prepare_s", 0.0)
             self.completion_tokens += 1
-            self.text += piece
+            seen += piece
             yield piece
-        self.timings["generate_s"] = time.perf_counter() - started
+
+    def _stop(self) -> None:
+        close = getattr(self._tokens, "close", None)
+        if close:
+            close()  # the model stops generating
         self.finished = True
-        self._on_done(self)
+
+    def _verdict(self) -> str:
+        """pllm's own words after the answer: its citations, or why it is not to be trusted."""
+        used = self.plan.used_memories
+        if not self.check or not used or not self.text.strip():
+            return ""
+        self.grounding = found = ground(self.text, self.question, used)
+        if found.trusted:
+            markers = "".join(f"[{n}]" for n in found.cited if f"[{n}]" not in self.text)
+            return f" {markers}" if markers else ""
+        return " (not in my memories)"
+
+    @property
+    def cited(self) -> list[int]:
+        """Numbers of the memories that support the answer (pllm's check, or the model's own markers)."""
+        if self.grounding is not None:
+            return list(self.grounding.cited) if self.grounding.trusted else []
+        return [n for n in cited_numbers(self.text) if 1 <= n <= len(self.plan.used_memories)]
 
     def to_dict(self) -> dict[str, Any]:
+        cited = self.cited
         return {
             "question": self.question,
             "answer": self.text,
-            "sources": [memory.to_dict() for memory in self.plan.used_memories],
+            "cited": cited,
+            "sources": [
+                {"n": n, "cited": n in cited, **memory.to_dict()}
+                for n, memory in enumerate(self.plan.used_memories, start=1)
+            ],
+            "grounding": self.grounding.to_dict() if self.grounding else None,
             "prompt": self.plan.to_dict(),
             "completion_pieces": self.completion_tokens,
             "timings": {key: round(value, 3) for key, value in self.timings.items()},
@@ -140,7 +225,16 @@ class ChatSession:
             tokens = self.model.stream(
                 plan.messages, max_tokens=max_tokens, temperature=self.settings.temperature, seed=self.settings.seed
             )
-        reply = Reply(question, plan, memories, tokens, self._remember, timings)
+        reply = Reply(
+            question,
+            plan,
+            memories,
+            tokens,
+            self._remember,
+            timings,
+            short=self.settings.short,
+            check=self.settings.check,
+        )
         self.last = reply
         return reply
 

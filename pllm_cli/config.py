@@ -51,6 +51,15 @@ SETTINGS: tuple[Setting, ...] = (
         0.0,
         2.0,
     ),
+    Setting(
+        "steer",
+        float,
+        0.0,
+        "Context steering strength: how much more the answer follows your profile and memories than the model's "
+        "own knowledge; 0 is plain decoding (docs/answers.md).",
+        0.0,
+        10.0,
+    ),
     Setting("k", int, 12, "Most memories in the prompt for a question (memory_tokens decides first).", 1, 100),
     Setting("memory_tokens", int, 512, "Token budget for retrieved memories in a prompt.", 0, 65536),
     Setting("profile_tokens", int, 256, "Token budget for the profile in a prompt.", 0, 65536),
@@ -82,6 +91,7 @@ class Config:
     context_size: int = 4096
     max_tokens: int = 256
     temperature: float = 0.0
+    steer: float = 0.0
     k: int = 12
     memory_tokens: int = 512
     profile_tokens: int = 256

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import pytest
 
+from pllm_cli.citations import cited_numbers, strip_citations
 from pllm_cli.evaluation.answer_scoring import (
     abstains,
     answer_score,
     answer_tokens,
-    cited_numbers,
     multi_answer_f1,
     normalize_answer,
-    strip_citations,
     token_f1,
 )
-from pllm_cli.evaluation.porter import stem
+from pllm_cli.porter import stem
 
 # The examples of Porter (1980), step by step.
 PAPER_EXAMPLES = {

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pllm_cli.chat import ChatSession, GenerationSettings
+from pllm_cli.chat import ChatSession, GenerationSettings, short_answer
 from pllm_cli.errors import InputError, TooLongError
 from pllm_cli.ingest.pipeline import ingest_paths
 from pllm_cli.memory.retrieval import Retriever
@@ -28,8 +28,8 @@ def test_ask_puts_the_retrieved_note_in_the_prompt(retriever: Retriever, fake_mo
     session = ChatSession(fake_model, retriever, profile="Identity: Maya", name="Maya")
     reply = session.ask("  Who is my manager?  ")
     assert fake_model.calls == [], "nothing is generated before the reply is iterated"
-    assert "".join(reply) == fake_model.answer
-    assert reply.text == fake_model.answer and reply.finished
+    assert "".join(reply) == fake_model.answer + " [1]"  # pllm's check cites the note that supports it
+    assert reply.text == fake_model.answer + " [1]" and reply.finished and reply.cited == [1]
     prompt = fake_model.messages
     assert prompt[0].role == "system" and "About Maya:\nIdentity: Maya" in prompt[0].content
     assert "My manager is Karin Ek." in prompt[-1].content
@@ -41,7 +41,7 @@ def test_ask_puts_the_retrieved_note_in_the_prompt(retriever: Retriever, fake_mo
 def test_generation_settings_reach_the_model(retriever: Retriever, fake_model: Any) -> None:
     settings = GenerationSettings(max_tokens=3, temperature=0.7, seed=42, k=1)
     reply = ChatSession(fake_model, retriever, settings=settings).ask("Hagi?")
-    assert "".join(reply) == "Your manager is"
+    assert "".join(reply) == "Your manager is (not in my memories)"  # Elin's note does not say so
     call = fake_model.calls[-1]
     assert (call["max_tokens"], call["temperature"], call["seed"]) == (3, 0.7, 42)
     assert len(reply.memories) == 1
@@ -51,7 +51,8 @@ def test_reply_to_dict_has_sources_tokens_and_timings(retriever: Retriever, fake
     reply = ChatSession(fake_model, retriever).ask("Who is my manager?")
     list(reply)
     data = reply.to_dict()
-    assert data["answer"] == fake_model.answer
+    assert data["answer"] == fake_model.answer + " [1]" and data["cited"] == [1]
+    assert data["grounding"]["trusted"] and data["sources"][0]["cited"] and data["sources"][0]["n"] == 1
     assert data["sources"][0]["text"].startswith("Work\n\nMy manager is Karin Ek.")
     assert data["prompt"]["memories_used"] == len(data["sources"]) > 0
     tokens = data["prompt"]["tokens"]
@@ -75,7 +76,7 @@ def test_history_is_carried_into_the_next_turn(retriever: Retriever, fake_model:
 
 
 def test_unfinished_reply_enters_history_only_through_remember_partial(fake_model: Any) -> None:
-    session = ChatSession(fake_model, None)
+    session = ChatSession(fake_model, None, settings=GenerationSettings(short=False))  # streamed as it comes
     reply = session.ask("tell me")
     pieces = iter(reply)
     next(pieces)  # Ctrl-C after the first piece
@@ -105,3 +106,32 @@ def test_question_longer_than_the_context(fake_model: Any) -> None:
     with pytest.raises(TooLongError):
         ChatSession(fake_model, None).ask("word " * 400)
     assert fake_model.calls == []
+
+
+def test_a_short_answer_ends_with_its_first_line(retriever: Retriever, fake_model: Any) -> None:
+    fake_model.answer = "\nKarin Ek.\nShe also manages Elin and\nmany others."
+    reply = ChatSession(fake_model, retriever).ask("Who is my manager?")
+    assert "".join(reply) == "Karin Ek. [1]"
+    long = ChatSession(fake_model, retriever, settings=GenerationSettings(short=False, check=False))
+    reply = long.ask("Who is my manager?")
+    assert "".join(reply) == fake_model.answer  # as the model gave it
+    assert reply.cited == [] and reply.grounding is None
+
+
+def test_without_memories_nothing_is_checked(fake_model: Any) -> None:
+    reply = ChatSession(fake_model, None).ask("Who is my manager?")
+    assert "".join(reply) == fake_model.answer and reply.grounding is None and reply.to_dict()["cited"] == []
+
+
+def pieces(text: str) -> list[str]:
+    return [word if n == 0 else " " + word for n, word in enumerate(text.split(" "))]
+
+
+def test_short_answer_leaves_out_what_the_model_copied_from_the_notes() -> None:
+    copied = "\n1. [8 May 2023 13:56] Melanie: I signed up yesterday!\nCaroline: nice"
+    assert "".join(short_answer(pieces(copied))) == "I signed up yesterday!"
+    announced = "Caroline is likely to pursue:\n1. Counseling and mental health\n2. Art"
+    assert "".join(short_answer(pieces(announced))) == "Caroline is likely to pursue: Counseling and mental health"
+    newline_alone = ["Karin Ek is your manager and she sets the deadline", " too", "\n", "Second line"]
+    assert "".join(short_answer(newline_alone)) == "Karin Ek is your manager and she sets the deadline too"
+    assert "".join(short_answer(pieces("Karin Ek."))) == "Karin Ek."

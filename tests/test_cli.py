@@ -377,16 +377,20 @@ def test_ask_json_with_fake_model(run, ingested: Path, fake_models) -> None:  # 
     result = run("ask", "--json", "Who is my manager?")
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["answer"] == fake_models.answer
-    assert any("Karin Ek" in s["text"] for s in data["sources"])
+    assert data["answer"] == fake_models.answer + " [1]" and data["cited"] == [1]
+    assert any("Karin Ek" in s["text"] for s in data["sources"] if s["cited"])
+    assert [s["n"] for s in data["sources"]] == list(range(1, len(data["sources"]) + 1))
     assert "Karin Ek" in fake_models.messages[-1].content
 
 
 def test_ask_streams_answer_to_stdout_and_sources_to_stderr(run, ingested: Path, fake_models) -> None:  # type: ignore[no-untyped-def]
     result = run("ask", "Who is my manager?", input=None)
     assert result.exit_code == 0
-    assert result.stdout == fake_models.answer + "\n"
-    assert "Sources:" in result.stderr and "work.md" in result.stderr
+    assert result.stdout == fake_models.answer + " [1]\n"
+    assert "Sources:" in result.stderr and "[1] work.md" in result.stderr
+    assert "[2]" not in result.stderr, "only the memories the answer cites"
+    every = run("ask", "Who is my manager?", "--all-sources", input=None)
+    assert "[1] work.md" in every.stderr and "[2] " in every.stderr
 
 
 def test_ask_reads_the_question_from_stdin(run, fake_models) -> None:  # type: ignore[no-untyped-def]
@@ -439,7 +443,7 @@ def test_status_without_loading_models(run, home: Path) -> None:  # type: ignore
 def test_chat_repl_with_fake_model(run, ingested: Path, fake_models) -> None:  # type: ignore[no-untyped-def]
     result = run("chat", input="/sources\nWho is my manager?\n/sources\n/nonsense\n\n/profile\nand then?\n")
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.count(fake_models.answer + "\n") == 2
+    assert result.stdout.count(fake_models.answer + " [1]\n") == 2
     assert "(no profile: pllm profile refresh)" in result.stdout
     assert "no sources yet" in result.stderr
     assert "[1] work.md" in result.stderr

@@ -36,6 +36,7 @@ def _session(app: AppContext, *, no_memory: bool, no_profile: bool, seed: int | 
         k=config.k,
         memory_tokens=config.memory_tokens,
         profile_tokens=config.profile_tokens,
+        steer=config.steer,
     )
     files = ProfileFiles(app.paths)
     profile: str | PromptProfile = ""
@@ -48,9 +49,13 @@ def _session(app: AppContext, *, no_memory: bool, no_profile: bool, seed: int | 
     return ChatSession(app.model, retriever, profile=profile, name=config.display_name, settings=settings)
 
 
-def _render_sources(reply: Reply) -> None:
+def _render_sources(reply: Reply, *, every: bool = True) -> None:
+    """The memories in the answer's prompt (`every`), or only those it cites."""
     console = err()
+    cited = reply.cited
     for number, memory in enumerate(reply.plan.used_memories, start=1):
+        if not every and number not in cited:
+            continue
         where = f" › {memory.heading}" if memory.heading and memory.kind == "text" else ""
         if memory.kind == "chat" and memory.start_time:
             where = f" › {memory.conversation} {memory.start_time[:10]}"
@@ -69,16 +74,31 @@ def ask(
         None, "--temperature", "-t", envvar="PLLM_TEMPERATURE", help="Sampling temperature (0 = greedy)."
     ),
     seed: int | None = typer.Option(None, "--seed", help="Random seed, for repeatable answers."),
-    json_output: bool = typer.Option(False, "--json", help="One JSON object: answer, sources, tokens, timings."),
+    steer: float | None = typer.Option(
+        None, "--steer", envvar="PLLM_STEER", min=0.0, help="Context steering strength (0 = off; docs/answers.md)."
+    ),
+    all_sources: bool = typer.Option(
+        False, "--all-sources", help="List every memory the model was shown, not only those the answer cites."
+    ),
+    json_output: bool = typer.Option(
+        False, "--json", help="One JSON object: answer, cited and uncited sources, tokens, timings."
+    ),
 ) -> None:
-    """Answer a question using your profile and memories; the answer streams to stdout, sources to stderr."""
+    """Answer a question using your profile and memories: a short answer citing its memories as [n], or a
+    warning that they do not hold it. The answer streams to stdout, its sources to stderr."""
     app: AppContext = ctx.obj
     if question is None or question == "-":
         if sys.stdin.isatty():
             raise InputError("no question given", hint='pllm ask "what did I plan for Sunday?"')
         question = sys.stdin.read()
     app.overrides.update(
-        {"k": k, "model": str(model) if model else None, "max_tokens": max_tokens, "temperature": temperature}
+        {
+            "k": k,
+            "model": str(model) if model else None,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "steer": steer,
+        }
     )
     session = _session(app, no_memory=no_memory, no_profile=no_profile, seed=seed)
     reply = session.ask(question)
@@ -90,9 +110,9 @@ def ask(
     for piece in reply:
         write(piece)
     write("\n")
-    if not app.quiet and reply.plan.used_memories:
+    if not app.quiet and (reply.cited or (all_sources and reply.plan.used_memories)):
         err().print("Sources:", markup=False, style="dim")
-        _render_sources(reply)
+        _render_sources(reply, every=all_sources)
 
 
 CHAT_HELP = "Commands: /sources (memories behind the last answer), /profile, /exit. Ctrl-C stops an answer."

@@ -111,6 +111,9 @@ def answers(
     steer: list[float] = typer.Option(
         [], "--steer", help="Also ask with context steering at this strength (repeatable, e.g. --steer 0.5)."
     ),
+    ablate: bool = typer.Option(
+        False, "--ablate", help="Also ask with memory but without pllm's check, then without short answers too."
+    ),
     json_output: bool = typer.Option(False, "--json", help="One JSON object on stdout, with every answer."),
 ) -> None:
     """Answer quality as the user reads it: LoCoMo's answer F1 per category, abstention when the answer is
@@ -118,7 +121,9 @@ def answers(
 
     Each conversation is ingested into its own temporary memory with the speaker as the user; every chosen
     question is asked through the same session, prompt and model as `pllm ask`, once per setting: no memory,
-    memory, memory + profile (--profile-build), and each --steer strength. See docs/answers.md.
+    memory, memory + profile (--profile-build), each --steer strength, and (--ablate) memory without pllm's
+    check of the answer, then without short answers either (the answer as the model gives it, as in pllm 0.1).
+    See docs/answers.md.
     """
     from pllm_cli.chat import GenerationSettings
     from pllm_cli.evaluation.answers import evaluate_answers, render_table, settings_for
@@ -149,7 +154,7 @@ def answers(
         file,
         app_ctx.embedder,
         app_ctx.model,
-        settings_for(profile=profile_build, steer=steer),
+        settings_for(profile=profile_build, steer=steer, ablate=ablate),
         speaker=speaker,
         limit=limit,
         generation=generation,

@@ -14,9 +14,9 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from collections.abc import Iterator
 
-from pllm_cli.evaluation.porter import stem
+from pllm_cli.citations import strip_citations
+from pllm_cli.porter import stem
 
 # LoCoMo's two phrases, then pllm's own two (additions: LoCoMo would score these answers 0).
 ABSTENTION_PHRASES: tuple[str, ...] = (
@@ -25,12 +25,9 @@ ABSTENTION_PHRASES: tuple[str, ...] = (
     "not in my memories",
     "not in my notes",
 )
-MAX_CITATION = 99  # pllm numbers its memories from 1; "[2023]" is a year, not a citation
 
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the|and)\b")
-# one pair of brackets holding numbers separated by commas or spaces, with the spaces before it
-_NUMBER_LIST = re.compile(r"[ \t]*\[\s*([0-9]+(?:\s*,\s*[0-9]+|\s+[0-9]+)*)\s*\]")
 
 
 # tokens and F1 ------------------------------------------------------------------------------------------
@@ -84,31 +81,3 @@ def answer_score(prediction: str, answer: str, category: int) -> float:
     if category in (2, 4):
         return token_f1(prediction, answer)
     raise ValueError(f"LoCoMo has no question category {category}")
-
-
-# citations ----------------------------------------------------------------------------------------------
-def cited_numbers(text: str) -> list[int]:
-    """The numbers of the [n], [n][m] and [n, m] citation markers in the text, in order of first appearance."""
-    found: dict[int, None] = {}
-    for numbers in _citations(text):
-        found.update(dict.fromkeys(numbers))
-    return list(found)
-
-
-def strip_citations(text: str) -> str:
-    """The text without its citation markers (nor the spaces before them), whitespace collapsed."""
-    kept = _NUMBER_LIST.sub(lambda m: "" if _as_citation(m) else m.group(0), text)
-    return " ".join(kept.split())
-
-
-def _citations(text: str) -> Iterator[list[int]]:
-    for match in _NUMBER_LIST.finditer(text):
-        numbers = _as_citation(match)
-        if numbers:
-            yield numbers
-
-
-def _as_citation(match: re.Match[str]) -> list[int]:
-    """The bracket's numbers if all of them can be citations (1 to MAX_CITATION), else []."""
-    numbers = [int(n) for n in re.findall(r"[0-9]+", match.group(1))]
-    return numbers if all(1 <= n <= MAX_CITATION for n in numbers) else []

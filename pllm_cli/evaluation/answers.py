@@ -13,13 +13,14 @@ import hashlib
 import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from pllm_cli.chat import ChatSession, GenerationSettings, Reply
+from pllm_cli.citations import strip_citations
 from pllm_cli.embedding import Embedder
-from pllm_cli.evaluation.answer_scoring import abstains, answer_score, cited_numbers, strip_citations
+from pllm_cli.evaluation.answer_scoring import abstains, answer_score
 from pllm_cli.evaluation.conversations import conversation_memories
 from pllm_cli.evaluation.locomo import CATEGORY_NAMES, Question, extract_questions, load_locomo
 from pllm_cli.memory.retrieval import Retriever
@@ -43,12 +44,19 @@ class Setting:
     memory: bool = True
     profile: bool = False
     steer: float = 0.0
+    short: bool = True  # the answer ends with its first line (chat.short_answer)
+    check: bool = True  # pllm checks the answer against the memories (grounding.py)
+
+    def generation(self, base: GenerationSettings) -> GenerationSettings:
+        return replace(base, steer=self.steer, short=self.short, check=self.check)
 
 
-def settings_for(*, profile: bool, steer: Sequence[float]) -> list[Setting]:
+def settings_for(*, profile: bool, steer: Sequence[float], ablate: bool = False) -> list[Setting]:
     """The side-by-side settings: no memory, memory, memory + profile (if built), then each steering strength
-    over the fullest context."""
+    over the fullest context; `ablate`: memory again without each answering technique, to show what it adds."""
     chosen = [Setting("no memory", memory=False), Setting("memory")]
+    if ablate:
+        chosen += [Setting("memory -check", check=False), Setting("memory -short -check", short=False, check=False)]
     if profile:
         chosen.append(Setting("memory + profile", profile=True))
     base = "memory + profile" if profile else "memory"
@@ -105,7 +113,7 @@ def choose_questions(
 
 def score_reply(setting: Setting, question: Question, reply: Reply) -> Answer:
     used = reply.plan.used_memories
-    cited = [n for n in cited_numbers(reply.text) if 1 <= n <= len(used)]
+    cited = reply.cited
     evidence = set(question.evidence)
     precision = None
     if cited and evidence:
@@ -180,7 +188,7 @@ class AnswerEvaluation:
             "model": self.model,
             "conversations": self.conversations,
             "questions": len({(a.sample_id, a.question) for a in self.answers}),
-            "settings": [s.__dict__ for s in self.settings],
+            "settings": [asdict(s) for s in self.settings],
             "profile_facts": self.profile_facts,
             "summary": self.table(),
             "answers": [a.to_dict() for a in self.answers],
@@ -236,7 +244,7 @@ def evaluate_answers(
                     retriever if setting.memory else None,
                     profile=profile if setting.profile and profile is not None else "",
                     name=name,
-                    settings=_with_steer(generation, setting.steer),
+                    settings=setting.generation(generation),
                 )
                 started = time.perf_counter()
                 reply = session.ask(question.question)
@@ -250,12 +258,6 @@ def evaluate_answers(
                 on_progress(f"{sample_id} ({name}), {setting.name}: {len(done)} questions, F1 {f1:.1f}")
         evaluation.conversations += 1
     return evaluation
-
-
-def _with_steer(generation: GenerationSettings, steer: float) -> GenerationSettings:
-    from dataclasses import replace
-
-    return replace(generation, steer=steer)
 
 
 COLUMNS: tuple[tuple[str, str, str], ...] = (
