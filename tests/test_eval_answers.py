@@ -23,8 +23,9 @@ def test_every_question_in_every_setting_scored(tmp_path: Path, run: Any, fake_m
     fake_models.answer = "Gustavo [1]"
     result = run("eval", "answers", str(tiny_locomo(tmp_path / "tiny.json")), "--json")
     assert result.exit_code == 0, result.stderr
-    report = json.loads(result.stdout)
+    report = json.loads(result.stdout, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
     assert [s["name"] for s in report["settings"]] == ["no memory", "memory"]
+    assert report["summary"]["no memory"]["citation_precision"] is None  # nothing cited: nothing to measure
     assert report["questions"] == 3 and len(report["answers"]) == 6
 
     remembered = answers_of(report, "memory")

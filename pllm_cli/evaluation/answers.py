@@ -142,17 +142,17 @@ def score_reply(setting: Setting, question: Question, reply: Reply) -> Answer:
     )
 
 
-def summarize(answers: Sequence[Answer]) -> dict[str, float]:
+def summarize(answers: Sequence[Answer]) -> dict[str, float | None]:
     """The figures of one setting (percentages, words and seconds), over the answers given."""
     answerable = [a for a in answers if a.category in ANSWER_CATEGORIES]
     unanswerable = [a for a in answers if a.category not in ANSWER_CATEGORIES]
     precisions = [a.cited_precision for a in answerable if a.cited_precision is not None]
     in_prompt = [a.evidence_in_prompt for a in answerable if a.evidence_in_prompt is not None]
 
-    def pct(values: Sequence[float]) -> float:
-        return round(100 * sum(values) / len(values), 1) if values else float("nan")
+    def pct(values: Sequence[float]) -> float | None:
+        return round(100 * sum(values) / len(values), 1) if values else None  # None: nothing to measure
 
-    summary: dict[str, float] = {
+    summary: dict[str, float | None] = {
         "questions": len(answers),
         "f1": pct([a.score for a in answerable]),
         **{
@@ -165,9 +165,9 @@ def summarize(answers: Sequence[Answer]) -> dict[str, float]:
         "cites": pct([float(bool(a.cited)) for a in answers]),
         "citation_precision": pct(precisions),
         "evidence_in_prompt": pct(in_prompt),
-        "words": round(statistics.fmean(a.words for a in answers), 1) if answers else float("nan"),
-        "first_token_s": round(statistics.median(a.first_token_s for a in answers), 2) if answers else float("nan"),
-        "total_s": round(statistics.median(a.total_s for a in answers), 2) if answers else float("nan"),
+        "words": round(statistics.fmean(a.words for a in answers), 1) if answers else None,
+        "first_token_s": round(statistics.median(a.first_token_s for a in answers), 2) if answers else None,
+        "total_s": round(statistics.median(a.total_s for a in answers), 2) if answers else None,
     }
     return summary
 
@@ -180,7 +180,7 @@ class AnswerEvaluation:
     conversations: int = 0
     profile_facts: dict[str, int] = field(default_factory=dict)  # sample id -> facts built
 
-    def table(self) -> dict[str, dict[str, float]]:
+    def table(self) -> dict[str, dict[str, float | None]]:
         return {s.name: summarize([a for a in self.answers if a.setting == s.name]) for s in self.settings}
 
     def to_dict(self) -> dict[str, Any]:
@@ -255,7 +255,8 @@ def evaluate_answers(
             if on_progress:
                 done = [a for a in evaluation.answers if a.setting == setting.name and a.sample_id == sample_id]
                 f1 = summarize(done)["f1"]
-                on_progress(f"{sample_id} ({name}), {setting.name}: {len(done)} questions, F1 {f1:.1f}")
+                shown = "-" if f1 is None else f"{f1:.1f}"
+                on_progress(f"{sample_id} ({name}), {setting.name}: {len(done)} questions, F1 {shown}")
         evaluation.conversations += 1
     return evaluation
 
@@ -285,7 +286,7 @@ def render_table(evaluation: AnswerEvaluation) -> str:
     for name, row in table.items():
         cells = []
         for key, _, fmt in COLUMNS:
-            value = row.get(key, float("nan"))
-            cells.append(f"{'-' if value != value else fmt.format(value):>8}")  # NaN: nothing to measure
+            value = row.get(key)
+            cells.append(f"{'-' if value is None else fmt.format(value):>8}")
         lines.append(f"{name:<{width}} " + " ".join(cells))
     return "\n".join(lines)
