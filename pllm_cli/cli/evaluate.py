@@ -146,8 +146,8 @@ def answers(
         profile_tokens=config.profile_tokens,
     )
 
-    def progress(line: str) -> None:
-        if not app_ctx.quiet and not json_output:
+    def progress(line: str) -> None:  # on stderr, so also with --json: this takes minutes
+        if not app_ctx.quiet:
             err().print(line, markup=False, style="dim")
 
     evaluation = evaluate_answers(
