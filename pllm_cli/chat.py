@@ -6,7 +6,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pllm_cli.citations import cited_numbers
 from pllm_cli.errors import InputError
@@ -124,10 +124,14 @@ class Reply:
             yield piece
 
     def _stop(self) -> None:
+        self.close()
+        self.finished = True
+
+    def close(self) -> None:
+        """Stop the model generating (also for an answer left half-way: its text so far stays)."""
         close = getattr(self._tokens, "close", None)
         if close:
-            close()  # the model stops generating
-        self.finished = True
+            close()
 
     def _verdict(self) -> str:
         """pllm's own words after the answer: its citations, or why it is not to be trusted."""
@@ -164,6 +168,32 @@ class Reply:
         }
 
 
+class Answer(Protocol):
+    """An answer as the CLI renders it: its text as it streams, then all of it as `Reply.to_dict` gives it.
+    A `Reply` in this process, or one streamed from `pllm serve` (server/remote.py)."""
+
+    def __iter__(self) -> Iterator[str]: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class Conversation(Protocol):
+    """What `pllm ask` and `pllm chat` talk to: a ChatSession here, or a RemoteSession with `pllm serve`."""
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def profile_text(self) -> str: ...
+
+    @property
+    def last(self) -> Answer | None: ...
+
+    def ask(self, question: str) -> Answer: ...
+
+    def remember_partial(self) -> None: ...
+
+
 class ChatSession:
     def __init__(
         self,
@@ -181,6 +211,15 @@ class ChatSession:
         self.settings = settings or GenerationSettings()
         self.history: list[ChatMessage] = []
         self.last: Reply | None = None
+
+    @property
+    def model_name(self) -> str:
+        return self.model.name
+
+    @property
+    def profile_text(self) -> str:
+        """The profile as `pllm chat`'s /profile shows it ("" without one)."""
+        return str(self.profile)
 
     def ask(self, question: str) -> Reply:
         question = question.strip()

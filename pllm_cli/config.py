@@ -80,6 +80,15 @@ SETTINGS: tuple[Setting, ...] = (
         0.0,
         86400.0,
     ),
+    Setting(
+        "serve_queue",
+        int,
+        4,
+        "Requests `pllm serve` keeps waiting behind the one it is answering; one more is refused as busy "
+        "(exit code 11).",
+        1,
+        1024,
+    ),
 )
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
 
@@ -99,6 +108,7 @@ class Config:
     me: str = ""
     redact: bool = False
     lock_wait: float = 0.0
+    serve_queue: int = 4
 
     @property
     def me_names(self) -> tuple[str, ...]:
@@ -180,6 +190,12 @@ def load_config(
         if value is not None:
             values[key] = parse_value(key, value, "command line")
     return Config(**values)
+
+
+def config_from_values(values: Mapping[str, Any], origin: str) -> Config:
+    """A Config from settled values (as `Config.as_dict` gives them), each checked again: how the server takes
+    a client's settings."""
+    return Config(**{key: parse_value(key, value, origin) for key, value in values.items()})
 
 
 def set_value(path: Path, key: str, raw: str) -> Any:

@@ -24,6 +24,7 @@ class AppContext:
     overrides: dict[str, Any] = field(default_factory=dict)
     json: bool = False
     quiet: bool = False
+    no_server: bool = False  # run in this process even if `pllm serve` is running (--no-server)
 
     @cached_property
     def config(self) -> Config:
@@ -60,6 +61,15 @@ class AppContext:
                 yield
             finally:
                 self.close()
+
+    def for_persona(self, persona: str) -> AppContext:
+        """A context for another persona of the same home that shares this one's settings and, once loaded, its
+        models (`pllm serve` answers every persona with one embedder and one chat model)."""
+        other = AppContext(paths=Paths(self.paths.root, persona), overrides=dict(self.overrides))
+        for name in ("config", "embedder", "model"):  # cached_property keeps its value in the instance dict
+            if name in self.__dict__:
+                other.__dict__[name] = self.__dict__[name]
+        return other
 
     def close(self) -> None:
         """Close the store, if it was opened; a later use opens it again."""

@@ -17,6 +17,7 @@ class ExitCode(IntEnum):
     CONFIG = 8  # invalid configuration value or file
     STORE = 9  # the memory store is unusable (corrupt, or built with another embedding model)
     BUSY = 10  # another pllm process holds the lock
+    SERVER_BUSY = 11  # the pllm server's queue is full (or it is stopping): try again, or --no-server
     INTERRUPTED = 130  # Ctrl-C
 
 
@@ -63,3 +64,7 @@ class StoreError(PllmError):
 
 class BusyError(PllmError):
     exit_code = ExitCode.BUSY
+
+
+class ServerBusyError(PllmError):
+    exit_code = ExitCode.SERVER_BUSY

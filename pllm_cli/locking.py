@@ -61,6 +61,21 @@ def exclusive(path: Path, doing: str, *, wait: float = 0.0, on_wait: Notice | No
         os.close(fd)
 
 
+def is_held(path: Path) -> bool:
+    """Whether some process holds the lock at `path` now (it lets go when it exits, however it exits)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing lets go of a lock taken just now
+    return False
+
+
 def _acquire(path: Path, doing: str, wait: float, deadline: float, on_wait: Notice | None) -> int:
     """An open descriptor of `path`, locked. If the holder removed or replaced the file before letting go (as
     `profiles remove` deletes the persona's folder), the lock won is on a file nobody else will open: the

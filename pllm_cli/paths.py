@@ -66,6 +66,16 @@ class Paths:
         that replacing the memory folder as a whole never replaces the lock with it."""
         return self.persona_dir / "memory.lock"
 
+    @property
+    def socket_file(self) -> Path:
+        """Where `pllm serve` listens: one server per home, for all its personas."""
+        return self.root / "serve.sock"
+
+    @property
+    def serve_lock_file(self) -> Path:
+        """Held by the running `pllm serve` of this home (with its pid inside): a second one is refused."""
+        return self.root / "serve.lock"
+
     def as_dict(self) -> dict[str, str]:
         return {
             "home": str(self.root),

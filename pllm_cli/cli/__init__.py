@@ -64,6 +64,12 @@ def root(
         help="Persona: a separate memory and profile (default: default).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr: no progress or summaries."),
+    no_server: bool = typer.Option(
+        False,
+        "--no-server",
+        envvar="PLLM_NO_SERVER",
+        help="Run ask, chat and memory search in this process even if `pllm serve` is running.",
+    ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
@@ -75,14 +81,14 @@ def root(
     root_dir = home.expanduser().resolve() if home else None
     if profile is not None:
         check_name(profile)
-    ctx.obj = AppContext(paths=Paths.resolve(root_dir, profile), quiet=quiet)
+    ctx.obj = AppContext(paths=Paths.resolve(root_dir, profile), quiet=quiet, no_server=no_server)
     ctx.call_on_close(ctx.obj.close)
 
 
 def _register() -> None:
-    from pllm_cli.cli import chat, completion, config, evaluate, ingest, memory, personas, profile, status
+    from pllm_cli.cli import chat, completion, config, evaluate, ingest, memory, personas, profile, serve, status
 
-    for module in (ingest, chat, status, completion):
+    for module in (ingest, chat, status, serve, completion):
         module.register(app)
     app.add_typer(memory.app, name="memory")
     app.add_typer(profile.app, name="profile")

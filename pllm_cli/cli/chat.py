@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from pllm_cli.chat import ChatSession, GenerationSettings, Reply
+from pllm_cli.chat import Conversation
 from pllm_cli.cli.console import err, out, print_json, report_error, write
 from pllm_cli.context import AppContext
 from pllm_cli.errors import InputError, PllmError
-from pllm_cli.profile.render import PromptProfile
-from pllm_cli.profile.state import ProfileFiles
+from pllm_cli.server.remote import start_conversation
+from pllm_cli.sessions import SessionOptions
 
 
 def register(app: typer.Typer) -> None:
@@ -23,43 +24,17 @@ def register(app: typer.Typer) -> None:
 MODEL_HELP = "GGUF chat model file (default: the bundled SmolLM2-135M-Instruct)."
 
 
-def _session(app: AppContext, *, no_memory: bool, no_profile: bool, seed: int | None) -> ChatSession:
-    config = app.config
-    retriever = None
-    if not no_memory:
-        retriever = app.retriever
-        retriever.require_memories()
-    settings = GenerationSettings(
-        max_tokens=config.max_tokens,
-        temperature=config.temperature,
-        seed=seed,
-        k=config.k,
-        memory_tokens=config.memory_tokens,
-        profile_tokens=config.profile_tokens,
-        steer=config.steer,
-    )
-    files = ProfileFiles(app.paths)
-    profile: str | PromptProfile = ""
-    if not no_profile and files.exists:
-        state = files.load()
-        embedder = app.embedder
-        same_model = state.embedding_model == embedder.name
-        embed = (lambda text: embedder.embed([text])[0]) if same_model else None
-        profile = PromptProfile(state, embed, app.model.count_tokens)
-    return ChatSession(app.model, retriever, profile=profile, name=config.display_name, settings=settings)
-
-
-def _render_sources(reply: Reply, *, every: bool = True) -> None:
-    """The memories in the answer's prompt (`every`), or only those it cites."""
+def _render_sources(answer: dict[str, Any], *, every: bool = True) -> None:
+    """The memories in the answer's prompt (`every`), or only those it cites; `answer` as Reply.to_dict."""
     console = err()
-    cited = reply.cited
-    for number, memory in enumerate(reply.plan.used_memories, start=1):
+    cited = answer["cited"]
+    for number, memory in enumerate(answer["sources"], start=1):
         if not every and number not in cited:
             continue
-        where = f" › {memory.heading}" if memory.heading and memory.kind == "text" else ""
-        if memory.kind == "chat" and memory.start_time:
-            where = f" › {memory.conversation} {memory.start_time[:10]}"
-        console.print(f"  [{number}] {Path(memory.source).name}{where}", markup=False, style="dim")
+        where = f" › {memory['heading']}" if memory["heading"] and memory["kind"] == "text" else ""
+        if memory["kind"] == "chat" and memory["start_time"]:
+            where = f" › {memory['conversation']} {memory['start_time'][:10]}"
+        console.print(f"  [{number}] {Path(memory['source']).name}{where}", markup=False, style="dim")
 
 
 def ask(
@@ -100,8 +75,8 @@ def ask(
             "steer": steer,
         }
     )
-    session = _session(app, no_memory=no_memory, no_profile=no_profile, seed=seed)
-    reply = session.ask(question)
+    options = SessionOptions(no_memory=no_memory, no_profile=no_profile, seed=seed)
+    reply = start_conversation(app, options).ask(question)
     if json_output:
         for _ in reply:
             pass
@@ -110,9 +85,10 @@ def ask(
     for piece in reply:
         write(piece)
     write("\n")
-    if not app.quiet and (reply.cited or (all_sources and reply.plan.used_memories)):
+    answer = reply.to_dict()
+    if not app.quiet and (answer["cited"] or (all_sources and answer["sources"])):
         err().print("Sources:", markup=False, style="dim")
-        _render_sources(reply, every=all_sources)
+        _render_sources(answer, every=all_sources)
 
 
 CHAT_HELP = "Commands: /sources (memories behind the last answer), /profile, /exit. Ctrl-C stops an answer."
@@ -128,14 +104,14 @@ def chat(
     """Talk with pllm: a multi-turn conversation using your profile and memories. Ctrl-D leaves."""
     app: AppContext = ctx.obj
     app.overrides["model"] = str(model) if model else None
-    session = _session(app, no_memory=no_memory, no_profile=no_profile, seed=seed)
-    run_repl(session, app)
+    options = SessionOptions(no_memory=no_memory, no_profile=no_profile, seed=seed)
+    run_repl(start_conversation(app, options, chat=True), app)
 
 
-def run_repl(session: ChatSession, app: AppContext) -> None:
+def run_repl(session: Conversation, app: AppContext) -> None:
     console = err()
     if not app.quiet:
-        console.print(f"pllm chat with {session.model.name}. {CHAT_HELP}", markup=False, style="dim")
+        console.print(f"pllm chat with {session.model_name}. {CHAT_HELP}", markup=False, style="dim")
     while True:
         try:
             line = input("you> ") if sys.stdin.isatty() else sys.stdin.readline()
@@ -153,13 +129,14 @@ def run_repl(session: ChatSession, app: AppContext) -> None:
         if text in ("/exit", "/quit"):
             return
         if text == "/sources":
-            if session.last is None or not session.last.plan.used_memories:
+            last = session.last.to_dict() if session.last is not None else None
+            if last is None or not last["sources"]:
                 console.print("no sources yet", markup=False)
             else:
-                _render_sources(session.last)
+                _render_sources(last)
             continue
         if text == "/profile":
-            out().print(str(session.profile) or "(no profile: pllm profile refresh)", markup=False)
+            out().print(session.profile_text or "(no profile: pllm profile refresh)", markup=False)
             continue
         if text.startswith("/"):
             console.print(f"unknown command {text}. {CHAT_HELP}", markup=False)

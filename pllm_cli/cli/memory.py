@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -16,14 +17,14 @@ from pllm_cli.errors import BusyError, InputError, NotFoundError, PllmError
 from pllm_cli.ingest.pipeline import ForgetReport, IngestOptions, forget_memory
 from pllm_cli.memory.forgetting import ForgetRule
 from pllm_cli.memory.index import ChunkIndex
-from pllm_cli.memory.passages import passage_tokens
-from pllm_cli.memory.records import Hit, SourceRecord
-from pllm_cli.memory.retrieval import POOL, Retriever
+from pllm_cli.memory.lookup import look_up, look_up_many
+from pllm_cli.memory.records import SourceRecord
 from pllm_cli.memory.store import SEARCH_MODES
-from pllm_cli.memory.timeframes import describe
 from pllm_cli.profile.facts import Fact
 from pllm_cli.profile.manage import drop_facts_of_forgotten_memory, profile_lock
 from pllm_cli.profile.state import ProfileFiles
+from pllm_cli.server.client import find_server
+from pllm_cli.server.remote import remote_search
 
 app = typer.Typer(help="Search and manage what pllm remembers.", no_args_is_help=True)
 PROFILE_WAIT_SECONDS = 5.0  # how long `memory forget` waits for a refresh before leaving the facts to the next one
@@ -48,49 +49,49 @@ def search(
     app_ctx: AppContext = ctx.obj
     if mode not in SEARCH_MODES:
         raise InputError(f"unknown search mode {mode!r}", hint="use one of: " + ", ".join(SEARCH_MODES))
+    many = query == "-"
+    for found in _results(app_ctx, query, k=k, mode=mode, tokens=tokens):
+        if many and not json_output:
+            out().print(f"## {found['query']}", markup=False)
+        _show(found, json_output)
+
+
+def _results(app_ctx: AppContext, query: str, *, k: int, mode: str, tokens: int | None) -> Iterator[dict[str, Any]]:
+    """The search results, from a running `pllm serve` if there is one, else from this process."""
+    lines: Iterable[str] | None = (line for line in sys.stdin) if query == "-" else None
+    server = find_server(app_ctx)
+    if server is not None:
+        if lines is not None:
+            lines = list(lines)
+        found = remote_search(server, app_ctx, query if lines is None else lines, k=k, mode=mode, tokens=tokens)
+        if found is not None:
+            return found
     retriever = app_ctx.retriever
-    retriever.mode = mode
-    retriever.require_memories()
-    if query == "-":
-        queries = [line.strip() for line in sys.stdin if line.strip()]
-        for start in range(0, len(queries), 64):
-            batch = queries[start : start + 64]
-            for text, hits in zip(batch, retriever.search_many(batch, POOL if tokens else k), strict=True):
-                if not json_output:
-                    out().print(f"## {text}", markup=False)
-                _show(retriever, text, hits, tokens, json_output)
-        return
-    if not query.strip():
-        raise InputError("the query is empty", hint="pllm memory search 'what I wrote about running'")
-    _show(retriever, query, retriever.search(query, POOL if tokens else k), tokens, json_output)
+    retriever.mode = mode  # type: ignore[assignment]  # checked against SEARCH_MODES by the caller
+    if lines is not None:
+        return look_up_many(retriever, lines, k=k, tokens=tokens)
+    return iter([look_up(retriever, query, k=k, tokens=tokens)])
 
 
-def _show(retriever: Retriever, query: str, hits: list[Hit], tokens: int | None, json_output: bool) -> None:
-    found: dict[str, Any] = {"query": query, "periods": list(describe(retriever.periods(query)))}
-    if tokens is None:
-        found["hits"] = [hit.to_dict() for hit in hits]
-        if json_output:
-            print_json(found)
-        else:
-            _render_hits(hits)
-        return
-    passages = retriever.pack(hits, tokens, passage_tokens)
-    found["tokens"] = sum(passage_tokens(p) for p in passages)
-    found["passages"] = [p.to_dict() for p in passages]
+def _show(found: dict[str, Any], json_output: bool) -> None:
     if json_output:
         print_json(found)
-        return
-    for number, passage in enumerate(passages, start=1):
-        out().print(f"{number}. {passage.score:.4f}  {passage.source}", markup=False, style="bold")
-        out().print("   " + passage.text.strip().replace("\n", "\n   "), markup=False)
+    elif "hits" in found:
+        _render_hits(found["hits"])
+    else:
+        for number, passage in enumerate(found["passages"], start=1):
+            out().print(f"{number}. {passage['score']:.4f}  {passage['source']}", markup=False, style="bold")
+            out().print("   " + passage["text"].strip().replace("\n", "\n   "), markup=False)
 
 
-def _render_hits(hits: list[Hit]) -> None:
+def _render_hits(hits: list[dict[str, Any]]) -> None:
     for rank, hit in enumerate(hits, start=1):
-        chunk = hit.chunk
-        ids = f"  messages {', '.join(chunk.message_ids[:6])}" if chunk.kind == "chat" and chunk.message_ids else ""
-        out().print(f"{rank}. {hit.score:.4f}  {chunk.source}  [{chunk.id[:12]}]{ids}", markup=False, style="bold")
-        out().print("   " + chunk.text.strip().replace("\n", "\n   "), markup=False)
+        message_ids = hit["message_ids"]
+        ids = f"  messages {', '.join(message_ids[:6])}" if hit["kind"] == "chat" and message_ids else ""
+        out().print(
+            f"{rank}. {hit['score']:.4f}  {hit['source']}  [{hit['chunk_id'][:12]}]{ids}", markup=False, style="bold"
+        )
+        out().print("   " + hit["text"].strip().replace("\n", "\n   "), markup=False)
 
 
 @app.command("stats")

@@ -1,0 +1,358 @@
+"""The server: a Unix socket in the home, one thread per connection, one worker thread that runs the requests
+needing the models, one at a time, from a bounded queue.
+
+Status and stop are answered at once by the connection's own thread, also while the worker is busy. A request
+for the worker waits in the queue (at most `serve_queue` of them); one more is refused as busy (exit code 11).
+A request runs to its end before the next one starts: an answer streaming to one client is never cut off by
+another. Stopping (SIGTERM, Ctrl-C, `pllm serve --stop`) takes no new requests and finishes the queued ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import select
+import signal
+import socket
+import socketserver
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from pllm_cli import __version__
+from pllm_cli.context import AppContext
+from pllm_cli.errors import BusyError, ConfigError, ExitCode, PllmError, ServerBusyError
+from pllm_cli.locking import exclusive
+from pllm_cli.paths import ensure_private_dir
+from pllm_cli.server import protocol
+from pllm_cli.server.engine import Engine
+from pllm_cli.server.protocol import Message, ProtocolError
+
+log = logging.getLogger("pllm.serve")
+WORK_OPS = ("open", "ask", "search")
+MAX_SOCKET_PATH = 107  # bytes: sun_path holds 108, with its terminating NUL
+
+
+class ClientGone(Exception):
+    """The client closed its connection (Ctrl-C, or it was killed): what it asked for is dropped."""
+
+
+@dataclass
+class Job:
+    """One request for the worker, and the connection its answer goes to."""
+
+    message: Message
+    connection: socket.socket
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def send(self, message: Message) -> None:
+        try:
+            self.connection.sendall(protocol.encode(message))
+        except OSError as exc:  # EPIPE, ECONNRESET: the client is gone
+            raise ClientGone(str(exc)) from None
+
+    def send_quietly(self, message: Message) -> None:
+        with contextlib.suppress(ClientGone):
+            self.send(message)
+
+    def client_gone(self) -> bool:
+        """Whether the client closed its end while this waited (it sends nothing after its request)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+
+class _Listener(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 64
+
+    def __init__(self, path: Path, owner: Server) -> None:
+        self.owner = owner
+        super().__init__(str(path), _Connection)
+
+
+class _Connection(socketserver.StreamRequestHandler):
+    server: _Listener
+
+    def handle(self) -> None:
+        connection: socket.socket = self.request
+        if not _same_user(connection):
+            log.warning("refused a connection from another user")
+            return
+        try:
+            message = protocol.decode(self.rfile.readline(protocol.MAX_LINE))
+        except ProtocolError as exc:
+            _send(connection, protocol.error(_bad_request(exc)))
+            return
+        self.server.owner.dispatch(message, connection)
+
+
+class Server:
+    """`pllm serve` for the home of `app` (its config names the models; every persona of the home is served)."""
+
+    def __init__(self, app: AppContext) -> None:
+        self.app = app
+        self.engine = Engine(app)
+        self.socket_path = app.paths.socket_file
+        self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=app.config.serve_queue)
+        self._stop_requested = threading.Event()
+        self._stopping = False
+        self._state = threading.Lock()
+        self._served = 0
+        self._refused = 0
+        self._answering: str | None = None
+        self._models: dict[str, Any] = {}
+        self._started = time.monotonic()
+        self._started_at = ""
+        self._resources = contextlib.ExitStack()
+        self._listener: _Listener | None = None
+        self._socket_inode = 0
+        self._threads: list[threading.Thread] = []
+
+    # lifecycle ------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Take the home's server lock (BusyError if another server has it), load the models, listen."""
+        paths = self.app.paths
+        ensure_private_dir(paths.root)
+        os.chmod(paths.root, 0o700)  # the socket inside is reachable only through a folder of the user's own
+        if len(os.fsencode(self.socket_path)) > MAX_SOCKET_PATH:
+            raise ConfigError(
+                f"the socket path {self.socket_path} is longer than the {MAX_SOCKET_PATH} bytes a Unix socket allows",
+                hint="use a shorter home: --home DIR or PLLM_HOME",
+            )
+        try:
+            self._resources.enter_context(exclusive(paths.serve_lock_file, "serving this home"))
+        except BusyError:
+            pid = _read_pid(paths.serve_lock_file)
+            raise BusyError(
+                f"a pllm server{f' (pid {pid})' if pid else ''} is already running for {paths.root}",
+                hint="see it with: pllm serve --status; stop it with: pllm serve --stop",
+            ) from None
+        try:
+            self._start_locked()
+        except BaseException:
+            self._resources.close()
+            raise
+
+    def _start_locked(self) -> None:
+        self._models = self.engine.models
+        log.info("loading the models (%s) ...", ", ".join(f"{k}={v!r}" for k, v in self._models.items()))
+        seconds = self.engine.load()
+        log.info("models loaded in %.1f s", seconds)
+        if self.socket_path.exists() or self.socket_path.is_symlink():
+            # Under the lock no other server runs: this socket was left by one that was killed.
+            log.info("replacing the stale socket %s left by a server that did not stop cleanly", self.socket_path)
+            self.socket_path.unlink()
+        listener = _Listener(self.socket_path, self)
+        os.chmod(self.socket_path, 0o600)
+        self._socket_inode = os.stat(self.socket_path).st_ino
+        self._listener = listener
+        self._started, self._started_at = time.monotonic(), datetime.now(UTC).isoformat(timespec="seconds")
+        self._threads = [
+            threading.Thread(target=self._work, name="pllm-serve-worker", daemon=True),
+            threading.Thread(target=listener.serve_forever, name="pllm-serve-accept", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        log.info(
+            "listening on %s (pid %d, queue %d); stop with: pllm serve --stop",
+            self.socket_path,
+            os.getpid(),
+            self._queue.maxsize,
+        )
+
+    def request_stop(self) -> None:
+        """Ask the server to stop (safe from a signal handler or any thread); `wait` returns then."""
+        self._stop_requested.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until a stop is requested (True) or `timeout` seconds pass (False)."""
+        return self._stop_requested.wait(timeout)
+
+    def stop(self) -> None:
+        """Stop listening, finish the answer being given and those queued, let the models and the lock go."""
+        with self._state:
+            if self._stopping:
+                return
+            self._stopping = True
+        log.info("stopping: finishing %d queued request(s)", self._queue.qsize())
+        self._remove_socket()  # new commands run in their own process from here on
+        if self._listener is not None:
+            self._listener.shutdown()
+            self._queue.put(None)  # after every job already queued
+            for thread in self._threads:
+                thread.join()
+            self._listener.server_close()
+        self._resources.close()
+        log.info("stopped after %d request(s)", self._served)
+
+    def __enter__(self) -> Server:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _remove_socket(self) -> None:
+        """Remove the socket file, if it is still the one this server made."""
+        with contextlib.suppress(OSError):
+            if self._socket_inode and os.stat(self.socket_path).st_ino == self._socket_inode:
+                self.socket_path.unlink()
+
+    # requests -------------------------------------------------------------------------------------
+    def dispatch(self, message: Message, connection: socket.socket) -> None:
+        """On the connection's thread: answer status and stop at once; queue the rest for the worker and wait
+        until it is done with them."""
+        op = message.get("op")
+        if op == "status":
+            _send(connection, protocol.end(self.status()))
+        elif op == "stop":
+            _send(connection, protocol.end({"pid": os.getpid(), "stopping": True}))
+            log.info("asked to stop by a client")
+            self.request_stop()
+        elif op in WORK_OPS:
+            job = Job(message, connection)
+            try:
+                self._submit(job)
+            except ServerBusyError as busy:
+                _send(connection, protocol.error(busy))
+                return
+            job.done.wait()
+        else:
+            _send(connection, protocol.error(_bad_request(ProtocolError(f"unknown op {op!r}"))))
+
+    def _submit(self, job: Job) -> None:
+        with self._state:
+            if self._stopping or self._stop_requested.is_set():
+                raise ServerBusyError("the pllm server is stopping", hint="try again: it will run in this process")
+            try:
+                self._queue.put_nowait(job)
+            except queue.Full:
+                self._refused += 1
+                log.info("busy: refused a %s request, %d already waiting", job.message.get("op"), self._queue.maxsize)
+                raise ServerBusyError(
+                    f"the pllm server is busy: {self._queue.maxsize} requests are already waiting",
+                    hint="try again in a moment, or run this one in its own process: pllm --no-server ...",
+                ) from None
+
+    def _work(self) -> None:
+        """The worker thread: one request at a time, in order, until the stop marker."""
+        try:
+            while (job := self._queue.get()) is not None:
+                self._run(job)
+        finally:
+            self.engine.close()
+
+    def _run(self, job: Job) -> None:
+        op = str(job.message.get("op"))
+        persona = job.message.get("persona")
+        with self._state:
+            self._answering = op
+        started = time.perf_counter()
+        try:
+            if job.client_gone():
+                log.info("%s (%s): dropped, the client left while it waited", op, persona)
+                return
+            note = self.engine.handle(job.message, job.send)
+            log.info("%s (%s): %s in %.2f s", op, persona, note, time.perf_counter() - started)
+        except ClientGone:
+            log.info("%s (%s): the client left after %.2f s; stopped", op, persona, time.perf_counter() - started)
+        except PllmError as failure:
+            log.info("%s (%s): %s (exit code %d)", op, persona, failure.message, failure.exit_code)
+            job.send_quietly(protocol.error(failure))
+        except ProtocolError as exc:
+            log.warning("%s: bad request: %s", op, exc)
+            job.send_quietly(protocol.error(_bad_request(exc)))
+        except Exception as exc:
+            log.exception("%s (%s): internal error", op, persona)
+            internal = PllmError(
+                f"internal error in the pllm server: {exc!r}",
+                hint="its log has the traceback; pllm --no-server ... runs the command in its own process",
+                exit_code=ExitCode.INTERNAL,
+            )
+            job.send_quietly(protocol.error(internal))
+        finally:
+            with self._state:
+                self._served += 1
+                self._answering = None
+            job.done.set()
+
+    def status(self) -> dict[str, Any]:
+        with self._state:
+            return {
+                "running": True,
+                "pid": os.getpid(),
+                "socket": str(self.socket_path),
+                "home": str(self.app.paths.root),
+                "version": __version__,
+                "protocol": protocol.VERSION,
+                "started_at": self._started_at,
+                "uptime_s": round(time.monotonic() - self._started, 3),
+                "requests_served": self._served,
+                "requests_refused_busy": self._refused,
+                "answering": self._answering,
+                "queued": self._queue.qsize(),
+                "queue_size": self._queue.maxsize,
+                "stopping": self._stopping or self._stop_requested.is_set(),
+                "models": self._models,
+            }
+
+
+def serve_until_stopped(app: AppContext) -> None:
+    """`pllm serve` in the foreground: until SIGTERM, SIGINT (Ctrl-C) or `pllm serve --stop`."""
+    server = Server(app)
+    server.start()
+
+    def on_signal(number: int, frame: FrameType | None) -> None:
+        log.info("received %s", signal.Signals(number).name)
+        server.request_stop()
+
+    previous = {number: signal.signal(number, on_signal) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not server.wait(0.5):
+            pass
+    finally:
+        server.stop()
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _send(connection: socket.socket, message: Message) -> None:
+    with contextlib.suppress(OSError):
+        connection.sendall(protocol.encode(message))
+
+
+def _bad_request(exc: ProtocolError) -> PllmError:
+    return PllmError(
+        f"the pllm server could not read the request: {exc}",
+        hint="is the server another version of pllm? pllm serve --stop, then start it again",
+        exit_code=ExitCode.INTERNAL,
+    )
+
+
+def _same_user(connection: socket.socket) -> bool:
+    """The peer runs as this user (the socket is 0600 in a 0700 folder; this checks once more)."""
+    try:
+        credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return False
+    _, uid, _ = struct.unpack("3i", credentials)
+    return bool(uid == os.getuid())
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() else None
