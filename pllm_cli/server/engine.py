@@ -43,6 +43,12 @@ class Engine:
         self.app.model.count_tokens("a first question")  # loads the GGUF file
         return time.perf_counter() - started
 
+    def open_memory(self) -> None:
+        """Open the server's own persona's memory, if it has one, before the first request needs it."""
+        app = self._context(self.app.paths.persona)
+        if app.paths.memory_dir.exists():
+            app.store.count()
+
     @property
     def models(self) -> dict[str, Any]:
         """The settings that name the models this server runs (a client with others runs in its own process)."""

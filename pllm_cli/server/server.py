@@ -248,6 +248,10 @@ class Server:
     def _work(self) -> None:
         """The worker thread: one request at a time, in order, until the stop marker."""
         try:
+            try:
+                self.engine.open_memory()
+            except PllmError as failure:  # the first request that needs it gets the error
+                log.warning("could not open the memory: %s", failure.message)
             while (job := self._queue.get()) is not None:
                 self._run(job)
         finally:
