@@ -457,3 +457,105 @@ def test_a_stale_socket_is_ignored_and_replaced(run: Any, ingested: Path, home: 
     finally:
         server.request_stop()
         stopper.join(30)
+
+
+# --- profile refresh through the server ------------------------------------------------------------
+
+
+@pytest.fixture
+def diary(tmp_path: Path, run: Any, fake_models: FakeChatModel) -> Path:
+    """Three notes of things Maya says about herself (each one chunk with statements to restate)."""
+    folder = tmp_path / "diary"
+    folder.mkdir()
+    for name, text in {
+        "work.md": "I work with Karin Ek at the parks office.",
+        "running.md": "I run in Slottsskogen every Sunday morning.",
+        "japanese.md": "I study Japanese on the train to work.",
+    }.items():
+        (folder / name).write_text(f"# {name[:-3].title()}\n\n{text}\n", encoding="utf-8")
+    assert run("config", "set", "me", "Maya").exit_code == 0
+    result = run("ingest", folder)
+    assert result.exit_code == 0, result.stderr
+    return folder
+
+
+def without_seconds(result: Result) -> tuple[int, str, str]:
+    """As `comparable`, and without the refresh's duration (the JSON's seconds, the summary's "in 0.1 s")."""
+    code, stdout, stderr = comparable(result)
+    data = json.loads(stdout) if stdout.startswith("{") else None
+    if data is not None:
+        data.pop("seconds")
+        stdout = json.dumps(data, sort_keys=True)
+    return code, stdout, stderr.rsplit(" in ", 1)[0]
+
+
+@pytest.mark.parametrize("argv", [("profile", "refresh"), ("profile", "refresh", "--json")])
+def test_a_refresh_gives_the_same_output_and_profile_with_and_without_the_server(
+    run: Any, diary: Path, home: Path, tmp_path: Path, argv: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    twin = tmp_path / "twin"
+    shutil.copytree(home, twin)
+    server, stopper = start_server(home)
+    try:
+        through = run(*argv)
+        assert served(server, at_least=1) == 1, "the server refreshed"
+    finally:
+        server.request_stop()
+        stopper.join(30)
+    monkeypatch.setenv("PLLM_HOME", str(twin))
+    alone = run("--no-server", *argv)
+    assert through.exit_code == alone.exit_code == 0, through.stderr
+    assert without_seconds(through) == without_seconds(alone)
+    assert "read 3/3 chunks" in through.stderr or "--json" in argv
+    shown = [json.loads(run("--home", where, "profile", "show", "--json").stdout) for where in (home, twin)]
+    for profile in shown:
+        profile.pop("updated_at")
+    assert shown[0] == shown[1] and shown[0]["facts"], "the same profile, saved"
+
+
+def test_a_refresh_in_the_server_waits_for_the_profile_lock_as_it_would_alone(
+    run: Any, diary: Path, home: Path, serving: Server
+) -> None:
+    from pllm_cli.profile.manage import profile_lock
+    from pllm_cli.profile.state import ProfileFiles
+
+    with profile_lock(ProfileFiles(Paths(home))):
+        alone = run("--no-server", "profile", "refresh")
+        through = run("profile", "refresh")
+        waited = run("profile", "refresh", "--wait", "0.3")
+    assert through.exit_code == alone.exit_code == ExitCode.BUSY
+    assert through.stderr == alone.stderr
+    assert through.stderr.startswith(f"Error: another pllm (pid {os.getpid()}) is changing this profile\n")
+    assert waited.stderr.startswith("Error: another pllm") and "after waiting 0.3 s" in waited.stderr
+    assert run("profile", "refresh").exit_code == 0, "the server let go of the lock"
+
+
+def test_questions_are_answered_between_the_steps_of_a_refresh(
+    diary: Path, home: Path, serving: Server, fake_models: FakeChatModel
+) -> None:
+    gate, entered = threading.Event(), threading.Event()
+    complete = fake_models.complete
+
+    def gated(*args: Any, **kwargs: Any) -> str:
+        entered.set()
+        assert gate.wait(60), "the test never opened the gate"
+        return complete(*args, **kwargs)
+
+    fake_models.complete = gated  # type: ignore[method-assign]
+    refresh = client_process(home, "profile", "refresh", "--json")
+    assert entered.wait(60), "the refresh is restating its first statement"
+    question = client_process(home, "ask", "--json", QUESTION)
+    wait_for(lambda: serving.status()["queued"] == 1, "the question waits behind the refresh")
+    assert serving.status()["doing"] == ["refresh"]
+    gate.set()
+    asked, _ = question.communicate(timeout=60)
+    refreshed, errors = refresh.communicate(timeout=60)
+    assert (question.returncode, refresh.returncode) == (0, 0), errors
+    assert json.loads(asked)["answer"].startswith("Your manager is Karin Ek")
+    assert json.loads(refreshed)["chunks_read"] == 3
+    kinds = ["restate" if "grammar" in call else "answer" for call in fake_models.calls]
+    assert kinds.index("answer") < len(kinds) - 1 - kinds[::-1].index("restate"), (
+        "the question was answered before the refresh's last statement, not after the whole refresh"
+    )

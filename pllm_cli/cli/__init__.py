@@ -68,7 +68,7 @@ def root(
         False,
         "--no-server",
         envvar="PLLM_NO_SERVER",
-        help="Run ask, chat and memory search in this process even if `pllm serve` is running.",
+        help="Run ask, chat, memory search and profile refresh in this process even if `pllm serve` is running.",
     ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."

@@ -15,6 +15,8 @@ from pllm_cli.profile.manage import diff, forget, pin, profile_lock, refresh_pro
 from pllm_cli.profile.refresh import Progress
 from pllm_cli.profile.render import describe
 from pllm_cli.profile.state import ProfileFiles, fact_summaries
+from pllm_cli.server.client import find_server
+from pllm_cli.server.remote import remote_refresh
 
 app = typer.Typer(help="Your profile: facts about you with their sources, and how you write.", no_args_is_help=True)
 
@@ -42,7 +44,10 @@ def refresh(
     """
     app_ctx, files = _files(ctx)
     config = app_ctx.config
-    with profile_lock(files, lock_wait(app_ctx, wait)):
+    seconds = lock_wait(app_ctx, wait)
+    progress = None if app_ctx.quiet or json_output else _progress_printer()  # 11 lines: fine in a log
+
+    def note() -> None:
         if not config.me_names and not app_ctx.quiet and not json_output:
             err().print(
                 "note: pllm does not know your chat name, so it reads only your notes and the messages your "
@@ -50,25 +55,32 @@ def refresh(
                 markup=False,
                 style="yellow",
             )
-        report = refresh_profile(
-            files,
-            app_ctx.store.index,
-            app_ctx.embedder,
-            app_ctx.model,
-            name=config.display_name,
-            me=config.me_names,
-            rebuild=rebuild,
-            on_progress=None if app_ctx.quiet or json_output else _progress_printer(),  # 11 lines: fine in a log
-        )
+
+    report = None
+    server = find_server(app_ctx)
+    if server is not None:
+        report = remote_refresh(server, app_ctx, wait=seconds, rebuild=rebuild, on_begin=note, on_progress=progress)
+    if report is None:
+        with profile_lock(files, seconds):
+            note()
+            report = refresh_profile(
+                files,
+                app_ctx.store.index,
+                app_ctx.embedder,
+                app_ctx.model,
+                name=config.display_name,
+                me=config.me_names,
+                rebuild=rebuild,
+                on_progress=progress,
+            ).to_dict()
     if json_output:
-        print_json(report.to_dict())
+        print_json(report)
     elif not app_ctx.quiet:
-        merged = report.merge
-        what = f"version {report.version}" if report.saved else f"unchanged at version {report.version}"
+        what = f"version {report['version']}" if report["saved"] else f"unchanged at version {report['version']}"
         err().print(
-            f"profile {what}: {len(merged.added)} facts added, {len(merged.changed)} changed, "
-            f"{len(merged.removed)} removed; {report.facts} in all; read {report.chunks_read} new chunks "
-            f"in {report.seconds:.1f} s",
+            f"profile {what}: {len(report['added'])} facts added, {len(report['changed'])} changed, "
+            f"{len(report['removed'])} removed; {report['facts']} in all; read {report['chunks_read']} new chunks "
+            f"in {report['seconds']:.1f} s",
             markup=False,
         )
 

@@ -27,7 +27,7 @@ def serve(
     stop: bool = typer.Option(False, "--stop", help="Stop the running server (it finishes what it has queued)."),
     json_output: bool = typer.Option(False, "--json", help="With --status or --stop: JSON on stdout."),
 ) -> None:
-    """Keep the models and memories loaded and answer ask, chat and memory search from them.
+    """Keep the models and memories loaded and answer ask, chat, memory search and profile refresh from them.
 
     Runs in the foreground and logs to stderr (as a systemd user service: docs/serve.md). It listens on a Unix
     socket in the home (0600), never on the network; commands use it by themselves when it runs (--no-server

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from pllm_cli.config import Config, config_from_values
@@ -18,6 +19,9 @@ from pllm_cli.memory.lookup import look_up, look_up_many
 from pllm_cli.memory.retrieval import Retriever
 from pllm_cli.memory.store import SEARCH_MODES
 from pllm_cli.personas import check_name
+from pllm_cli.profile.manage import refresh_profile
+from pllm_cli.profile.refresh import Progress
+from pllm_cli.profile.state import ProfileFiles
 from pllm_cli.runtime import ChatMessage
 from pllm_cli.server import protocol
 from pllm_cli.server.protocol import Message, ProtocolError
@@ -35,6 +39,7 @@ class Engine:
         self.app = app
         self._contexts: dict[str, AppContext] = {app.paths.persona: app}
         self._stamps: dict[str, MemoryStamp] = {}
+        self._refreshing: set[str] = set()  # personas whose store a refresh below this request is using
 
     def load(self) -> float:
         """Load both models and run each once; the seconds it took. ModelError if one cannot be loaded."""
@@ -54,9 +59,10 @@ class Engine:
         """The settings that name the models this server runs (a client with others runs in its own process)."""
         return protocol.model_settings(self.app.config.as_dict())
 
-    def handle(self, message: Message, send: Send) -> str:
+    def handle(self, message: Message, send: Send, between: Callable[[], None] = lambda: None) -> str:
         """Run one request, sending what it produces; a short note for the log. PllmError for expected
-        failures, ProtocolError for a malformed request."""
+        failures, ProtocolError for a malformed request. A refresh calls `between` after each chunk it reads:
+        the server runs the requests waiting behind it there."""
         op = message.get("op")
         config = self._config(message)
         app = self._context(_text(message, "persona"))
@@ -68,7 +74,37 @@ class Engine:
             return self._ask(app, config, message, send)
         if op == "search":
             return self._search(app, message, send)
+        if op == "refresh":
+            return self._refresh(app, config, message, send, between)
         raise ProtocolError(f"unknown op {op!r}")
+
+    def _refresh(
+        self, app: AppContext, config: Config, message: Message, send: Send, between: Callable[[], None]
+    ) -> str:
+        """`pllm profile refresh`; the server holds the profile lock already (Server._lock_for)."""
+        send(protocol.begin({}))
+
+        def progress(step: Progress) -> None:
+            send(protocol.item(asdict(step)))
+            between()
+
+        persona = app.paths.persona
+        self._refreshing.add(persona)
+        try:
+            report = refresh_profile(
+                ProfileFiles(app.paths),
+                app.store.index,
+                app.embedder,
+                app.model,
+                name=config.display_name,
+                me=config.me_names,
+                rebuild=bool(message.get("rebuild", False)),
+                on_progress=progress,
+            )
+        finally:
+            self._refreshing.discard(persona)
+        send(protocol.end(report.to_dict()))
+        return f"refreshed the profile: {report.chunks_read} chunks read, version {report.version}"
 
     def _ask(self, app: AppContext, config: Config, message: Message, send: Send) -> str:
         session = open_session(app, config, SessionOptions.from_dict(_mapping(message, "options")))
@@ -129,6 +165,8 @@ class Engine:
             self._contexts[persona] = self.app.for_persona(persona)
         app = self._contexts[persona]
         stamp = memory_stamp(app)
+        if persona in self._refreshing:
+            return app  # a refresh is reading this store: it is opened afresh after it
         if persona in self._stamps and self._stamps[persona] != stamp:
             app.close()  # Chroma keeps its index in memory: an ingest elsewhere is seen by a fresh client
         self._stamps[persona] = stamp

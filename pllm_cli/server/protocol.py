@@ -8,14 +8,17 @@ The client sends one line, a JSON object with `"v": VERSION` and an `op`:
     {"v": 1, "op": "ask", "persona": P, "config": C, "options": O, "question": "...", "history": [H, ...]}
     {"v": 1, "op": "search", "persona": P, "config": C, "query": "..." or null, "queries": [...] or null,
      "k": 8, "mode": "hybrid", "tokens": null}
+    {"v": 1, "op": "refresh", "persona": P, "config": C, "wait": 0.0, "rebuild": false}
 
 C is the client's settled configuration (Config.as_dict), O the ask options (no_memory, no_profile, seed), H a
 chat turn {"role": "user" | "assistant", "content": "..."}. The server answers with lines of its own, each
 with "v" and a "type", and closes the connection after the last:
 
-    {"v": 1, "type": "begin", "data": {...}}    ask: the question was taken, the prompt built (Reply.to_dict)
+    {"v": 1, "type": "begin", "data": {...}}    ask: the question was taken, the prompt built (Reply.to_dict);
+                                                refresh: the profile lock is held
     {"v": 1, "type": "piece", "text": "..."}    ask: the next piece of the answer, as the model makes it
-    {"v": 1, "type": "item", "data": {...}}     search: one query's result (the --json object)
+    {"v": 1, "type": "item", "data": {...}}     search: one query's result (the --json object);
+                                                refresh: progress {"done", "total", "statements"}
     {"v": 1, "type": "end", "data": {...}}      the request is done: its whole result
     {"v": 1, "type": "error", "message": "...", "hint": "..." or null, "exit_code": N}
 
@@ -31,8 +34,6 @@ from pllm_cli.errors import ExitCode, PllmError
 
 VERSION = 1
 MAX_LINE = 64 * 1024 * 1024  # a request with 100,000 queries from stdin fits; a runaway client does not
-OPS = ("status", "stop", "open", "ask", "search")
-TYPES = ("begin", "piece", "item", "end", "error")
 
 Message = dict[str, Any]
 

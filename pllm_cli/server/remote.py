@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from pllm_cli.chat import Answer, ChatSession, Conversation
+from pllm_cli.profile.refresh import Progress
 from pllm_cli.runtime import ChatMessage
 from pllm_cli.server import protocol
 from pllm_cli.server.client import ServerClient, ServerUnavailable, find_server
@@ -164,3 +165,33 @@ def _results(first: Message, rest: Iterator[Message]) -> Iterator[dict[str, Any]
         close = getattr(rest, "close", None)
         if close is not None:
             close()
+
+
+def remote_refresh(
+    client: ServerClient,
+    app: AppContext,
+    *,
+    wait: float,
+    rebuild: bool,
+    on_begin: Callable[[], None],
+    on_progress: Callable[[Progress], None] | None,
+) -> dict[str, Any] | None:
+    """`profile refresh` by the server (it takes the profile lock, waiting up to `wait` seconds): its report as
+    RefreshReport.to_dict, after `on_begin` once the lock is held and `on_progress` after each chunk read; None
+    if the server went away before it began (the caller refreshes itself)."""
+    message = protocol.request(
+        "refresh", persona=app.paths.persona, config=app.config.as_dict(), wait=wait, rebuild=rebuild
+    )
+    messages = client.exchange(message)
+    try:
+        next(messages)  # begin: the lock is held
+    except ServerUnavailable:
+        return None
+    on_begin()
+    for received in messages:
+        data = dict(received.get("data") or {})
+        if received.get("type") == "item" and on_progress is not None:
+            on_progress(Progress(int(data["done"]), int(data["total"]), int(data["statements"])))
+        elif received.get("type") == "end":
+            return data
+    return None  # pragma: no cover - exchange ends with "end" or raises

@@ -4,7 +4,9 @@ needing the models, one at a time, from a bounded queue.
 Status and stop are answered at once by the connection's own thread, also while the worker is busy. A request
 for the worker waits in the queue (at most `serve_queue` of them); one more is refused as busy (exit code 11).
 A request runs to its end before the next one starts: an answer streaming to one client is never cut off by
-another. Stopping (SIGTERM, Ctrl-C, `pllm serve --stop`) takes no new requests and finishes the queued ones.
+another. The one exception is made by a profile refresh (minutes long): after each chunk it reads, the requests
+waiting behind it run (Server._run_waiting), then it goes on. Stopping (SIGTERM, Ctrl-C, `pllm serve --stop`)
+takes no new requests and finishes the queued ones.
 """
 
 from __future__ import annotations
@@ -12,15 +14,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import queue
-import select
 import signal
 import socket
 import socketserver
 import struct
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -30,45 +30,19 @@ from pllm_cli import __version__
 from pllm_cli.context import AppContext
 from pllm_cli.errors import BusyError, ConfigError, ExitCode, PllmError, ServerBusyError
 from pllm_cli.locking import exclusive
-from pllm_cli.paths import ensure_private_dir
+from pllm_cli.paths import Paths, ensure_private_dir
+from pllm_cli.personas import check_name
+from pllm_cli.profile.manage import profile_lock
+from pllm_cli.profile.state import ProfileFiles
 from pllm_cli.server import protocol
 from pllm_cli.server.engine import Engine
+from pllm_cli.server.jobs import ClientGone, Job, JobQueue, QueueFull
 from pllm_cli.server.protocol import Message, ProtocolError
 
 log = logging.getLogger("pllm.serve")
-WORK_OPS = ("open", "ask", "search")
+WORK_OPS = ("open", "ask", "search", "refresh")
+LONG_OPS = ("refresh",)  # they run the other requests waiting behind them between their steps
 MAX_SOCKET_PATH = 107  # bytes: sun_path holds 108, with its terminating NUL
-
-
-class ClientGone(Exception):
-    """The client closed its connection (Ctrl-C, or it was killed): what it asked for is dropped."""
-
-
-@dataclass
-class Job:
-    """One request for the worker, and the connection its answer goes to."""
-
-    message: Message
-    connection: socket.socket
-    done: threading.Event = field(default_factory=threading.Event)
-
-    def send(self, message: Message) -> None:
-        try:
-            self.connection.sendall(protocol.encode(message))
-        except OSError as exc:  # EPIPE, ECONNRESET: the client is gone
-            raise ClientGone(str(exc)) from None
-
-    def send_quietly(self, message: Message) -> None:
-        with contextlib.suppress(ClientGone):
-            self.send(message)
-
-    def client_gone(self) -> bool:
-        """Whether the client closed its end while this waited (it sends nothing after its request)."""
-        try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
-            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
-        except OSError:
-            return True
 
 
 class _Listener(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -104,13 +78,13 @@ class Server:
         self.app = app
         self.engine = Engine(app)
         self.socket_path = app.paths.socket_file
-        self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=app.config.serve_queue)
+        self._queue = JobQueue(app.config.serve_queue)
         self._stop_requested = threading.Event()
         self._stopping = False
         self._state = threading.Lock()
         self._served = 0
         self._refused = 0
-        self._answering: str | None = None
+        self._doing: list[str] = []  # the op being run; a refresh, and what it let run between its steps
         self._models: dict[str, Any] = {}
         self._started = time.monotonic()
         self._started_at = ""
@@ -168,7 +142,7 @@ class Server:
             "listening on %s (pid %d, queue %d); stop with: pllm serve --stop",
             self.socket_path,
             os.getpid(),
-            self._queue.maxsize,
+            self._queue.size,
         )
 
     def request_stop(self) -> None:
@@ -185,11 +159,11 @@ class Server:
             if self._stopping:
                 return
             self._stopping = True
-        log.info("stopping: finishing %d queued request(s)", self._queue.qsize())
+        log.info("stopping: finishing %d queued request(s)", len(self._queue))
         self._remove_socket()  # new commands run in their own process from here on
         if self._listener is not None:
             self._listener.shutdown()
-            self._queue.put(None)  # after every job already queued
+            self._queue.put_stop()  # after every job already queued
             for thread in self._threads:
                 thread.join()
             self._listener.server_close()
@@ -223,25 +197,42 @@ class Server:
         elif op in WORK_OPS:
             job = Job(message, connection)
             try:
-                self._submit(job)
-            except ServerBusyError as busy:
-                _send(connection, protocol.error(busy))
-                return
-            job.done.wait()
+                with self._lock_for(job):
+                    self._submit(job)
+                    job.done.wait()
+            except PllmError as refused:  # busy: the queue is full, or the profile is being changed
+                _send(connection, protocol.error(refused))
+            except ProtocolError as exc:
+                _send(connection, protocol.error(_bad_request(exc)))
         else:
             _send(connection, protocol.error(_bad_request(ProtocolError(f"unknown op {op!r}"))))
+
+    @contextlib.contextmanager
+    def _lock_for(self, job: Job) -> Iterator[None]:
+        """A refresh holds the persona's profile lock from before it is queued until it is done, taken here on
+        the connection's thread (waiting as long as the client's --wait says), so the worker never waits for
+        a lock. The lock is the server's: a client that leaves cannot let it go while the worker still writes."""
+        if job.op != "refresh":
+            yield
+            return
+        persona, wait = job.message.get("persona"), job.message.get("wait", 0.0)
+        if not isinstance(persona, str) or not isinstance(wait, int | float) or isinstance(wait, bool):
+            raise ProtocolError("refresh needs a persona and a wait in seconds")
+        check_name(persona)
+        with profile_lock(ProfileFiles(Paths(self.app.paths.root, persona)), float(wait)):
+            yield
 
     def _submit(self, job: Job) -> None:
         with self._state:
             if self._stopping or self._stop_requested.is_set():
                 raise ServerBusyError("the pllm server is stopping", hint="try again: it will run in this process")
             try:
-                self._queue.put_nowait(job)
-            except queue.Full:
+                self._queue.put(job)
+            except QueueFull:
                 self._refused += 1
-                log.info("busy: refused a %s request, %d already waiting", job.message.get("op"), self._queue.maxsize)
+                log.info("busy: refused a %s request, %d already waiting", job.op, self._queue.size)
                 raise ServerBusyError(
-                    f"the pllm server is busy: {self._queue.maxsize} requests are already waiting",
+                    f"the pllm server is busy: {self._queue.size} requests are already waiting",
                     hint="try again in a moment, or run this one in its own process: pllm --no-server ...",
                 ) from None
 
@@ -258,16 +249,16 @@ class Server:
             self.engine.close()
 
     def _run(self, job: Job) -> None:
-        op = str(job.message.get("op"))
+        op = job.op
         persona = job.message.get("persona")
         with self._state:
-            self._answering = op
+            self._doing.append(op)
         started = time.perf_counter()
         try:
             if job.client_gone():
                 log.info("%s (%s): dropped, the client left while it waited", op, persona)
                 return
-            note = self.engine.handle(job.message, job.send)
+            note = self.engine.handle(job.message, job.send, self._run_waiting)
             log.info("%s (%s): %s in %.2f s", op, persona, note, time.perf_counter() - started)
         except ClientGone:
             log.info("%s (%s): the client left after %.2f s; stopped", op, persona, time.perf_counter() - started)
@@ -288,8 +279,14 @@ class Server:
         finally:
             with self._state:
                 self._served += 1
-                self._answering = None
+                self._doing.pop()
             job.done.set()
+
+    def _run_waiting(self) -> None:
+        """Between two steps of a long job: run the short requests waiting behind it (a question need not wait
+        for a whole profile refresh)."""
+        while (job := self._queue.take(lambda waiting: waiting.op not in LONG_OPS)) is not None:
+            self._run(job)
 
     def status(self) -> dict[str, Any]:
         with self._state:
@@ -304,9 +301,10 @@ class Server:
                 "uptime_s": round(time.monotonic() - self._started, 3),
                 "requests_served": self._served,
                 "requests_refused_busy": self._refused,
-                "answering": self._answering,
-                "queued": self._queue.qsize(),
-                "queue_size": self._queue.maxsize,
+                "answering": self._doing[-1] if self._doing else None,
+                "doing": list(self._doing),
+                "queued": len(self._queue),
+                "queue_size": self._queue.size,
                 "stopping": self._stopping or self._stop_requested.is_set(),
                 "models": self._models,
             }
