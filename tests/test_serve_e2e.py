@@ -1,8 +1,8 @@
 """`pllm serve` as a real process with the REAL bundled models, and real `pllm` client processes.
 
 One server for the module: the same answer through it as without it (greedy decoding, seed 1), four clients at
-once all answered in full, memory ingested by another process while it runs, a second server refused,
---stop. Then a server killed with SIGKILL: its stale socket is ignored by clients and replaced by the next one.
+once all answered in full, memory ingested by another process while it runs, a profile refresh, a second
+server refused, --stop. Then a server killed with SIGKILL: its stale socket is ignored by clients and replaced by the next one.
 """
 
 from __future__ import annotations
@@ -150,6 +150,20 @@ def test_memory_ingested_by_another_process_is_found_through_the_server(home: Pa
     through = pllm(home, "memory", "search", "--json", "--mode", "dense", "what does Elin collect")
     assert through.stdout == alone.stdout
     assert json.loads(through.stdout)["hits"][0]["source"] == str(note)
+
+
+def test_a_profile_refresh_through_the_server(home: Path, server: Any) -> None:
+    assert pllm(home, "config", "set", "me", "Maya").returncode == 0
+    before = served(home)
+    done = pllm(home, "profile", "refresh", "--json", timeout=1200)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["saved"] is True and report["version"] == 1 and report["chunks_read"] > 0
+    assert served(home) == before + 1, "the server refreshed"
+    shown = json.loads(pllm(home, "profile", "show", "--json").stdout)
+    assert shown["version"] == 1 and len(shown["facts"]) == report["facts"]
+    asked = pllm(home, "ask", "--json", "--seed", "1", "--max-tokens", "16", "Where do I run?")
+    assert asked.returncode == 0 and json.loads(asked.stdout)["prompt"]["tokens"]["profile"] > 0, "the new profile"
 
 
 def test_a_second_server_is_refused(home: Path, server: Any) -> None:
