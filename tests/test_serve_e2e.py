@@ -2,7 +2,8 @@
 
 One server for the module: the same answer through it as without it (greedy decoding, seed 1), four clients at
 once all answered in full, memory ingested by another process while it runs, a profile refresh, a second
-server refused, --stop. Then a server killed with SIGKILL: its stale socket is ignored by clients and replaced by the next one.
+server refused, --stop. Then a server killed with SIGKILL: its stale socket is ignored by clients and replaced
+by the next one.
 """
 
 from __future__ import annotations
