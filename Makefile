@@ -60,6 +60,7 @@ docs: install
 bench: install
 	$(PY) bench/ingest_speed.py
 	$(PY) bench/ask_latency.py
+	$(PY) bench/serve_latency.py
 	$(PY) bench/steer_cost.py
 	$(PY) bench/search_scale.py
 	$(VENV)/bin/pllm eval retrieval ../shared/eval/locomo/locomo-dev.json --ablate

@@ -559,3 +559,16 @@ def test_questions_are_answered_between_the_steps_of_a_refresh(
     assert kinds.index("answer") < len(kinds) - 1 - kinds[::-1].index("restate"), (
         "the question was answered before the refresh's last statement, not after the whole refresh"
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("serve", "--status", "--stop"), "--status and --stop do not go together"),
+        (("serve", "--json"), "--json goes with --status or --stop"),
+    ],
+)
+def test_serve_options_that_do_not_go_together(run: Any, argv: tuple[str, ...], message: str) -> None:
+    result = run(*argv)
+    assert result.exit_code == ExitCode.INPUT
+    assert result.stderr.startswith(f"Error: {message}\n")

@@ -37,6 +37,8 @@ def serve(
     app: AppContext = ctx.obj
     if status and stop:
         raise InputError("--status and --stop do not go together", hint="pllm serve --status, or pllm serve --stop")
+    if json_output and not (status or stop):
+        raise InputError("--json goes with --status or --stop", hint="pllm serve --status --json")
     if status:
         _status(app, json_output)
     elif stop:
@@ -52,11 +54,13 @@ def _run(app: AppContext) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s pllm serve: %(message)s", "%Y-%m-%d %H:%M:%S"))
     logger = logging.getLogger("pllm.serve")
     logger.addHandler(handler)
+    logger.propagate = False  # one line per event, whatever else configured logging
     logger.setLevel(logging.WARNING if app.quiet else logging.INFO)
     try:
         serve_until_stopped(app)
     finally:
         logger.removeHandler(handler)
+        logger.propagate = True
 
 
 def _status(app: AppContext, json_output: bool) -> None:
