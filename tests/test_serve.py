@@ -72,6 +72,29 @@ def test_an_error_comes_back_as_the_same_pllm_error() -> None:
     assert protocol.to_error({"type": "error", "message": "x", "hint": None}).hint is None
 
 
+def test_the_job_queue_is_bounded_and_lets_short_jobs_past_a_long_one() -> None:
+    from pllm_cli.server.jobs import Job, JobQueue, QueueFull
+
+    left, right = socket.socketpair()
+    try:
+        jobs = [Job(protocol.request(op), left) for op in ("refresh", "ask", "search")]
+        queue = JobQueue(3)
+        for job in jobs:
+            queue.put(job)
+        with pytest.raises(QueueFull):
+            queue.put(Job(protocol.request("ask"), left))
+        assert len(queue) == 3
+        assert queue.take(lambda job: job.op != "refresh") is jobs[1], "the first short job behind the refresh"
+        queue.put_stop()
+        queue.put(Job(protocol.request("ask"), left))  # after the stop marker: never taken between steps
+        assert queue.take(lambda job: job.op != "refresh") is jobs[2]
+        assert queue.take(lambda job: job.op != "refresh") is None
+        assert [queue.get(), queue.get()] == [jobs[0], None]
+    finally:
+        left.close()
+        right.close()
+
+
 # --- a server in this process, with the fake models ------------------------------------------------
 
 

@@ -23,7 +23,7 @@ class QueueFull(Exception):
     pass
 
 
-@dataclass
+@dataclass(eq=False)  # two jobs are never the same one, whatever they ask
 class Job:
     message: Message
     connection: socket.socket
@@ -64,7 +64,7 @@ class JobQueue:
     def put(self, job: Job) -> None:
         """QueueFull if `size` jobs wait already."""
         with self._changed:
-            if len(self._items) >= self.size:
+            if self._waiting() >= self.size:
                 raise QueueFull
             self._items.append(job)
             self._changed.notify()
@@ -94,4 +94,7 @@ class JobQueue:
 
     def __len__(self) -> int:
         with self._changed:
-            return sum(job is not None for job in self._items)
+            return self._waiting()
+
+    def _waiting(self) -> int:
+        return sum(job is not None for job in self._items)
