@@ -271,6 +271,34 @@ def test_memory_ingested_while_the_server_runs_is_found(run: Any, ingested: Path
     assert served(serving, at_least=2) == 2
 
 
+def deleted_files_held(under: Path) -> list[str]:
+    """Files under `under` that this process holds open or mapped although they were deleted."""
+    held = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        held.append(target)
+    held += [line.split(None, 5)[-1] for line in Path("/proc/self/maps").read_text().splitlines()]
+    return sorted({t for t in held if t.startswith(str(under)) and t.endswith("(deleted)")})
+
+
+def test_the_server_lets_go_of_forgotten_memory_without_waiting_for_a_request(
+    run: Any, ingested: Path, serving: Server, home: Path, notes: Path
+) -> None:
+    """A forget copies what remains into a new vector store and deletes the old one: a server that kept the
+    old one's files open would keep the forgotten text on disk. It lets go within seconds, idle or not."""
+    assert run("memory", "search", "--json", "--mode", "dense", "hagi").exit_code == 0  # the server opens memory
+    env = {key: value for key, value in os.environ.items() if key != "PLLM_NO_SERVER"}
+    forget = [sys.executable, str(ROOT / "tests" / "pllm_with_fakes.py"), "memory", "forget", str(notes / "elin.md")]
+    done = subprocess.run(forget, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: not deleted_files_held(home), "the server closed the deleted vector store", seconds=15)
+    hits = json.loads(run("memory", "search", "--json", "--mode", "dense", "hagi").stdout)["hits"]
+    assert all(Path(h["source"]).name != "elin.md" for h in hits)
+
+
 # --- streaming, the queue and BUSY -----------------------------------------------------------------
 
 

@@ -163,14 +163,23 @@ class Engine:
         check_name(persona)
         if persona not in self._contexts:
             self._contexts[persona] = self.app.for_persona(persona)
-        app = self._contexts[persona]
-        stamp = memory_stamp(app)
+        self._close_if_changed(persona)
+        return self._contexts[persona]
+
+    def let_go_of_changed_memory(self) -> None:
+        """Close every store whose memory another process changed (the next request opens it again)."""
+        for persona in self._contexts:
+            self._close_if_changed(persona)
+
+    def _close_if_changed(self, persona: str) -> None:
+        """Chroma keeps its index in memory, and the files of a generation a forget deleted stay on disk while
+        they are open: a store whose memory changed is closed, to be opened afresh."""
         if persona in self._refreshing:
-            return app  # a refresh is reading this store: it is opened afresh after it
+            return  # a refresh is reading this store: it is closed after it
+        app, stamp = self._contexts[persona], memory_stamp(self._contexts[persona])
         if persona in self._stamps and self._stamps[persona] != stamp:
-            app.close()  # Chroma keeps its index in memory: an ingest elsewhere is seen by a fresh client
+            app.close()
         self._stamps[persona] = stamp
-        return app
 
     def close(self) -> None:
         for app in self._contexts.values():

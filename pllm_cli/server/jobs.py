@@ -74,11 +74,11 @@ class JobQueue:
             self._items.append(None)
             self._changed.notify()
 
-    def get(self) -> Job | None:
-        """The next job, waiting for one; None: stop."""
+    def get(self, timeout: float | None = None) -> Job | None:
+        """The next job, waiting for one (TimeoutError after `timeout` seconds without); None: stop."""
         with self._changed:
-            while not self._items:
-                self._changed.wait()
+            if not self._changed.wait_for(lambda: bool(self._items), timeout):
+                raise TimeoutError
             return self._items.popleft()
 
     def take(self, wanted: Callable[[Job], bool]) -> Job | None:

@@ -42,6 +42,9 @@ from pllm_cli.server.protocol import Message, ProtocolError
 log = logging.getLogger("pllm.serve")
 WORK_OPS = ("open", "ask", "search", "refresh")
 LONG_OPS = ("refresh",)  # they run the other requests waiting behind them between their steps
+# While idle, the worker looks this often for memory another process changed, and closes it: a forget deletes
+# the old vector store, whose files must not stay on disk because the server still has them open.
+IDLE_CHECK_SECONDS = 1.0
 MAX_SOCKET_PATH = 107  # bytes: sun_path holds 108, with its terminating NUL
 
 
@@ -243,7 +246,14 @@ class Server:
                 self.engine.open_memory()
             except PllmError as failure:  # the first request that needs it gets the error
                 log.warning("could not open the memory: %s", failure.message)
-            while (job := self._queue.get()) is not None:
+            while True:
+                try:
+                    job = self._queue.get(timeout=IDLE_CHECK_SECONDS)
+                except TimeoutError:
+                    self.engine.let_go_of_changed_memory()
+                    continue
+                if job is None:
+                    break
                 self._run(job)
         finally:
             self.engine.close()
@@ -285,6 +295,7 @@ class Server:
     def _run_waiting(self) -> None:
         """Between two steps of a long job: run the short requests waiting behind it (a question need not wait
         for a whole profile refresh)."""
+        self.engine.let_go_of_changed_memory()
         while (job := self._queue.take(lambda waiting: waiting.op not in LONG_OPS)) is not None:
             self._run(job)
 
