@@ -408,7 +408,7 @@ def test_a_full_queue_answers_busy_and_no_answer_is_cut_off(
         _, refused = third.communicate(timeout=60)
         assert third.returncode == ExitCode.SERVER_BUSY == 11
         assert refused == (
-            "Error: the pllm server is busy: 1 requests are already waiting\n"
+            "Error: the pllm server is busy: its queue is full (1 waiting)\n"
             "Hint: try again in a moment, or run this one in its own process: pllm --no-server ...\n"
         )
         status = server.status()

@@ -235,7 +235,7 @@ class Server:
                 self._refused += 1
                 log.info("busy: refused a %s request, %d already waiting", job.op, self._queue.size)
                 raise ServerBusyError(
-                    f"the pllm server is busy: {self._queue.size} requests are already waiting",
+                    f"the pllm server is busy: its queue is full ({self._queue.size} waiting)",
                     hint="try again in a moment, or run this one in its own process: pllm --no-server ...",
                 ) from None
 
