@@ -37,7 +37,9 @@ SAMPLE = {
             {"speaker": "Caroline", "dia_id": "D1:3", "text": "That is great. Are you going to train with Anna?"},
         ],
     },
-    "qa": [{"question": "What did Melanie sign up for?", "answer": "charity race", "evidence": ["D1:2"], "category": 4}],
+    "qa": [
+        {"question": "What did Melanie sign up for?", "answer": "charity race", "evidence": ["D1:2"], "category": 4}
+    ],
 }
 
 
@@ -57,7 +59,7 @@ def test_turns_become_bursts_and_the_evidence_follows_them() -> None:
 
 def test_roughening_keeps_words_recognisable() -> None:
     module = messy()
-    rng = random.Random(3)
+    assert module.bursts("One. Two three! Four?", random.Random(3))[-1] == "Four?"
     words = "because you are going to love this".split()
     rough = module.roughen(" ".join(words), random.Random(1)).split()
     assert 0 < len(rough) <= len(words)
