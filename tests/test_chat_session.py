@@ -135,3 +135,5 @@ def test_short_answer_leaves_out_what_the_model_copied_from_the_notes() -> None:
     newline_alone = ["Karin Ek is your manager and she sets the deadline", " too", "\n", "Second line"]
     assert "".join(short_answer(newline_alone)) == "Karin Ek is your manager and she sets the deadline too"
     assert "".join(short_answer(pieces("Karin Ek."))) == "Karin Ek."
+    header = "[2] from conv-41.jsonl: [6 May 2023 10:00] Maria: since we talked it's been tough"
+    assert "".join(short_answer(pieces(header))) == "since we talked it's been tough"
