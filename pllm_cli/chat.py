@@ -140,6 +140,9 @@ class Reply:
         if found.trusted:
             markers = "".join(f"[{n}]" for n in found.cited if f"[{n}]" not in self.text)
             return f" {markers}" if markers else ""
+        wrong = found.misattribution
+        if wrong is not None:
+            return f" (not in my memories: that was {wrong.speaker}, not {wrong.named} [{wrong.memory}])"
         return " (not in my memories)"
 
     @property
