@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from pllm_cli.memory.records import Chunk, Hit, Turn
+from pllm_cli.memory.relative_dates import pin_relative_dates
 
 NEIGHBOUR_MESSAGES = 4  # a neighbouring turn typed as a burst of short messages brings at most this many
 NEAR_DUPLICATE = 0.85  # word-set Jaccard above which a text repeats one already chosen
@@ -102,14 +103,16 @@ def chunk_turns(chunk: Chunk) -> list[PlacedTurn]:
 
 
 def render_turns(turns: Sequence[PlacedTurn]) -> str:
-    """The turns as lines; the "[time] " stamp only where a run starts or the day changes (it costs tokens)."""
+    """The turns as lines; the "[time] " stamp only where a run starts or the day changes (it costs tokens).
+    A relative time in a message is followed by the date it meant: "yesterday (7 May 2023)"."""
     lines: list[str] = []
     previous: PlacedTurn | None = None
     previous_day = ""
     for placed in turns:
         day = placed.turn.time[:10] or previous_day
         running = previous is not None and placed.follows(previous) and day == previous_day
-        lines.append(placed.turn.render(stamp=not running))
+        turn = placed.turn
+        lines.append(replace(turn, text=pin_relative_dates(turn.text, turn.time)).render(stamp=not running))
         previous, previous_day = placed, day
     return "\n".join(lines)
 
