@@ -40,13 +40,15 @@ def is_looping(text: str, min_length: int = 12) -> bool:
     return lines[-1] in lines[:-1] and lines[-2] in lines[:-2]
 
 
-# What a small model copies from the notes at the start of its answer: "2. ", "[2023-05-08 13:56] ", "Maya: "
+# What a small model copies from the notes at the start of its answer: "2. ", "[1] from chat.jsonl: ",
+# "[2023-05-08 13:56] ", "Maya: "
 _ECHO = re.compile(
     r"^\s*(?:(?:\d{1,2}[.)]|[-*\u2022])\s+)?"  # a list number or bullet
+    r"(?:(?:\[\d{1,2}\]\s*)?from [^\s:]{1,80}:\s+)?"  # a memory's header in the prompt
     r"(?:\[[^\]\n]{0,40}\]\s*)?"  # a time stamp
     r"(?:[A-Z][\w'-]*(?: [A-Z][\w'-]*)?:\s+)?"  # a speaker
 )
-OPENING_CHARS = 48  # held back until the echo at the start can be told
+OPENING_CHARS = 80  # held back until the echo at the start can be told
 
 
 def short_answer(pieces: Iterable[str]) -> Iterator[str]:
@@ -142,6 +144,9 @@ class Reply:
         if found.trusted:
             markers = "".join(f"[{n}]" for n in found.cited if f"[{n}]" not in self.text)
             return f" {markers}" if markers else ""
+        wrong = found.misattribution
+        if wrong is not None:
+            return f" (not in my memories: that was {wrong.speaker}, not {wrong.named} [{wrong.memory}])"
         return " (not in my memories)"
 
     @property

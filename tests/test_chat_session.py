@@ -135,3 +135,24 @@ def test_short_answer_leaves_out_what_the_model_copied_from_the_notes() -> None:
     newline_alone = ["Karin Ek is your manager and she sets the deadline", " too", "\n", "Second line"]
     assert "".join(short_answer(newline_alone)) == "Karin Ek is your manager and she sets the deadline too"
     assert "".join(short_answer(pieces("Karin Ek."))) == "Karin Ek."
+    header = "[2] from conv-41.jsonl: [6 May 2023 10:00] Maria: since we talked it's been tough"
+    assert "".join(short_answer(pieces(header))) == "since we talked it's been tough"
+
+
+def test_a_question_about_the_wrong_person_says_who_it_was(
+    tmp_path: Path, store: ChromaStore, fake_embedder: Any, fake_model: Any
+) -> None:
+    chats = tmp_path / "chats"
+    chats.mkdir()
+    lines = [
+        '{"conversation": "mel", "id": "1", "speaker": "Melanie", "time": "2023-05-20T10:00:00",'
+        ' "text": "I ran a charity race last Saturday, it made me realize self-care matters"}',
+        '{"conversation": "mel", "id": "2", "speaker": "Caroline", "time": "2023-05-20T10:01:00",'
+        ' "text": "Proud of you!"}',
+    ]
+    (chats / "mel.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert not ingest_paths([chats], store, fake_embedder).failed
+    fake_model.answer = "Self-care matters."
+    reply = ChatSession(fake_model, Retriever(store, fake_embedder)).ask("What did Caroline realize after her race?")
+    assert "".join(reply) == "Self-care matters. (not in my memories: that was Melanie, not Caroline [1])"
+    assert reply.cited == [] and reply.to_dict()["grounding"]["misattribution"]["speaker"] == "Melanie"

@@ -13,6 +13,7 @@ from pllm_cli.ingest.chunking import (
     TEXT_CHUNK_WORDS,
     chat_windows,
     chunk_document,
+    last_turns,
     pack_paragraphs,
 )
 from pllm_cli.ingest.document import Document, Message, Section
@@ -135,14 +136,40 @@ def test_chat_windows_hold_one_conversation_even_when_the_file_interleaves() -> 
     assert [c.conversation for c in chunks] == ["family", "maya-jonas"]
 
 
+def turns_of(messages: list[Message] | tuple[Turn, ...]) -> int:
+    """How many turns (runs of one speaker's messages) a window holds."""
+    return sum(1 for n, m in enumerate(messages) if n == 0 or m.speaker != messages[n - 1].speaker)
+
+
 def test_chat_window_size_limits_and_empty_messages() -> None:
-    messages = [message(n, f"2026-02-01T08:{n:02d}:00+01:00") for n in range(1, 15)]
+    speakers = itertools.cycle(["Maya", "Elin"])
+    messages = [message(n, f"2026-02-01T08:{n:02d}:00+01:00", next(speakers)) for n in range(1, 15)]
     messages.insert(3, message(99, "2026-02-01T08:03:30+01:00", text="   "))
     windows = list(chat_windows(messages))
     assert all(len(w) <= CHAT_CHUNK_TURNS for w in windows)
     assert [m.id for w in windows for m in w] == [f"m{n:04d}" for n in range(1, 15)]  # the blank one is gone
     long_texts = [message(n, "", text="word " * 50) for n in range(1, 4)]
     assert [len(w) for w in chat_windows(long_texts, max_words=120)] == [2, 1]
+
+
+def test_a_burst_of_short_messages_counts_as_one_turn() -> None:
+    """People type one thought as several messages: a window holds whole exchanges, bounded by words."""
+    said = ["Maya", "Maya", "Maya", "Elin", "Elin", "Maya", "Elin", "Maya", "Maya"]
+    messages = [message(n, f"2026-02-01T08:{n:02d}:00+01:00", who, text="ok so") for n, who in enumerate(said)]
+    windows = list(chat_windows(messages))
+    assert [[m.speaker for m in w] for w in windows] == [said[:6], said[6:]]
+    assert all(turns_of(w) <= CHAT_CHUNK_TURNS for w in windows)
+    monologue = [message(n, f"2026-02-01T09:{n:02d}:00+01:00", text="word " * 9) for n in range(10)]
+    assert [len(w) for w in chat_windows(monologue)] == [4, 4, 2]  # one speaker: the word limit cuts
+
+
+def test_last_turns_take_a_whole_burst_within_a_limit() -> None:
+    said = ["Elin", "Maya", "Maya", "Maya"]
+    messages = [message(n, "", who) for n, who in enumerate(said)]
+    assert [m.id for m in last_turns(messages, 1, 4)] == ["m0001", "m0002", "m0003"]
+    assert [m.id for m in last_turns(messages, 1, 2)] == ["m0002", "m0003"]
+    assert [m.id for m in last_turns(messages, 2, 4)] == ["m0000", "m0001", "m0002", "m0003"]
+    assert last_turns([], 1, 4) == []
 
 
 def test_example_chat_chunks_cover_every_message_once() -> None:
@@ -155,7 +182,7 @@ def test_example_chat_chunks_cover_every_message_once() -> None:
         in_chunks = [i for c in chunks if c.conversation == conversation for i in c.message_ids]
         assert in_chunks == [m.id for m in document.messages if m.conversation == conversation]
     for chunk in chunks:
-        assert len(chunk.message_ids) <= CHAT_CHUNK_TURNS
+        assert turns_of(chunk.turns) <= CHAT_CHUNK_TURNS
         assert re.match(r"\[\d{1,2} \w+ 2026 \d\d:\d\d\] ", chunk.text)
         assert len({m.conversation for m in document.messages if m.id in chunk.message_ids}) == 1
 
@@ -169,12 +196,16 @@ def test_chunking_a_document_with_sections_and_messages(tmp_path: Path) -> None:
 
 
 def test_a_chat_window_is_searched_with_the_turn_before_it() -> None:
-    messages = [message(n, f"2026-02-01T08:0{n}:00+01:00", text=f"turn {n} " + "word " * 15) for n in range(1, 7)]
+    speakers = itertools.cycle(["Maya", "Elin"])
+    messages = [
+        message(n, f"2026-02-01T08:0{n}:00+01:00", next(speakers), text=f"turn {n} " + "word " * 15)
+        for n in range(1, 7)
+    ]
     chunks = chunk_document(chat_document(messages))
     assert len(chunks) > 1 and chunks[0].context == ()
     for before, chunk in itertools.pairwise(chunks):
         assert chunk.context == before.turns[-1:]
-        assert chunk.embedding_text.startswith("Maya: turn ")
+        assert chunk.embedding_text.startswith(f"{before.turns[-1].speaker}: turn ")
         assert "[2026" not in chunk.embedding_text  # stamps are not embedded
 
 

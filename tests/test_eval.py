@@ -59,6 +59,7 @@ def test_eval_reports_every_mode_and_leaves_the_users_memory_alone(tmp_path: Pat
     assert set(report["modes"]) == {"dense", "lexical", "hybrid"}
     lexical = report["modes"]["lexical"]["overall"]
     assert lexical["n"] == 2 and lexical["within_512"] == 100.0
+    assert lexical["recall@5"] == lexical["recall@10"] == 100.0  # 0.0 once when chunks lost message_ids
     assert json.loads(run("memory", "stats", "--json").stdout)["chunks"] == 0
 
 
@@ -86,5 +87,6 @@ def test_hybrid_recall_on_locomo_dev_does_not_regress(run: Any) -> None:
     assert report["questions"] == 760
     modes = report["modes"]
     assert modes["hybrid"]["overall"]["within_512"] >= 76.0
+    assert modes["hybrid"]["overall"]["recall@10"] >= 50.0
     for ablation in ("hybrid -time", "hybrid -neighbours"):
         assert modes[ablation]["overall"]["within_512"] < modes["hybrid"]["overall"]["within_512"], ablation

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pllm_cli.grounding import content_words, ground
+from pllm_cli.grounding import Misattribution, content_words, ground, misattributed
 from pllm_cli.memory.passages import Passage, PlacedTurn
 from pllm_cli.memory.records import Chunk, Turn
 
@@ -47,3 +47,32 @@ def test_a_date_in_the_answer_is_supported_by_the_time_of_the_message() -> None:
     memories = [Passage("/c.jsonl", "chat", "Ana", "Ana", 1.0, [chunk], placed)]
     assert ground("On 2 July 2023.", "When did Ana sign up for pottery?", memories).trusted
     assert not ground("On 9 March 2021.", "When did Ana sign up for pottery?", memories).trusted
+
+
+RACE = chat(
+    ("Melanie", "I ran a charity race for mental health last Saturday, it made me realize self-care matters"),
+    ("Caroline", "That's amazing Mel! Proud of you"),
+)
+
+
+def test_a_question_put_to_the_wrong_person_is_caught_before_the_answer() -> None:
+    wrong = misattributed("What did Caroline realize after her charity race?", [RACE])
+    assert wrong == Misattribution(named="Caroline", speaker="Melanie", memory=1)
+    found = ground("Self-care matters.", "What did Caroline realize after her charity race?", [RACE])
+    assert not found.trusted and found.support == 1.0  # the answer's words are there, but said by Melanie
+    assert found.to_dict()["misattribution"] == {"named": "Caroline", "speaker": "Melanie", "memory": 1}
+
+
+def test_the_right_person_or_no_single_person_is_not_flagged() -> None:
+    assert misattributed("What did Melanie realize after her charity race?", [RACE]) is None
+    assert misattributed("What did Melanie and Caroline say about the race?", [RACE]) is None  # two people
+    assert misattributed("What did I realize after the charity race?", [RACE]) is None  # nobody named
+    assert misattributed("What did Karin realize after her charity race?", [RACE]) is None  # not in the chats
+    assert misattributed("Who did Caroline meet in Paris?", [RACE]) is None  # nobody says it: support decides
+
+
+def test_a_note_or_the_persons_own_message_saying_it_too_clears_the_question() -> None:
+    own = chat(("Caroline", "I ran a charity race too, realize how much I love it"), ("Melanie", "nice"))
+    assert misattributed("What did Caroline realize after her charity race?", [RACE, own]) is None
+    by_note = note("Caroline ran a charity race and came to realize self-care matters.")
+    assert misattributed("What did Caroline realize after her charity race?", [RACE, by_note]) is None

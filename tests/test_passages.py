@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from pllm_cli.memory.passages import Passage, approximate_tokens, chunk_turns, pack, render_turns
+from pllm_cli.memory.passages import Passage, PlacedTurn, approximate_tokens, chunk_turns, pack, render_turns
 from pllm_cli.memory.records import Chunk, Hit, Turn
 
 SOURCE = "/chats/elin.jsonl"
@@ -105,8 +105,25 @@ def test_adjacent_hits_merge_into_one_passage_and_shared_turns_are_paid_once() -
     assert [c.id for c in merged[0].chunks] == ["c1", "c2"]
     exact = words(merged[0])
     assert pack(hits(chunks[1], chunks[2]), exact, words, neighbours=chain) == merged  # no turn counted twice
-    first_only = pack(hits(chunks[1], chunks[2]), exact - 1, words, neighbours=chain)
-    assert [p.message_ids for p in first_only] == [["m0.1", "m1.0", "m1.1", "m2.0"]]
+    # one word short: the second hit no longer fits with its neighbours, but its own turns still do
+    tighter = pack(hits(chunks[1], chunks[2]), exact - 1, words, neighbours=chain)
+    assert [p.message_ids for p in tighter] == [["m0.1", "m1.0", "m1.1", "m2.0", "m2.1"]]
+
+
+def test_a_hit_too_big_with_its_neighbours_comes_alone() -> None:
+    chunks = conversation()
+    [bare] = pack(hits(chunks[2]), 1000, words)
+    alone = pack(hits(chunks[2]), words(bare), words, neighbours=Chain(chunks))
+    assert [p.message_ids for p in alone] == [["m2.0", "m2.1"]]
+    assert pack(hits(chunks[2]), words(bare) - 1, words, neighbours=Chain(chunks)) == []
+
+
+def test_a_neighbouring_burst_of_short_messages_comes_whole() -> None:
+    before = chat(0, [("Elin", "hey"), ("Maya", "guess what"), ("Maya", "karin"), ("Maya", "got the job")])
+    hit = chat(1, [("Elin", "no way"), ("Elin", "where?")], context=before.turns[-3:])
+    after = chat(2, [("Maya", "porto"), ("Maya", "in june"), ("Elin", "wow")], context=hit.turns[-2:])
+    [passage] = pack(hits(hit), 1000, words, neighbours=Chain([before, hit, after]))
+    assert passage.message_ids == ["m0.1", "m0.2", "m0.3", "m1.0", "m1.1", "m2.0", "m2.1"]
 
 
 def test_a_hit_adding_nothing_new_is_skipped() -> None:
@@ -177,3 +194,9 @@ def test_a_window_after_a_pause_is_not_run_on_without_its_stamp() -> None:
     after = chat(1, [("Elin", "good morning")])  # no context: a pause came between them
     [passage] = pack(hits(before, after), 1000, words, neighbours=Chain([before, after]))[:1]
     assert passage.message_ids == ["m0.0"]
+
+
+def test_a_relative_time_in_a_message_is_shown_with_its_date() -> None:
+    when = "2023-05-08T13:56:00"
+    placed = [PlacedTurn(0, 0, True, False, Turn("m0", "Caroline", "I went to a support group yesterday", when))]
+    assert render_turns(placed) == "[8 May 2023 13:56] Caroline: I went to a support group yesterday (7 May 2023)"

@@ -73,7 +73,7 @@ def evaluate_retrieval(
                     )
                     for budget in BUDGETS
                 }
-                chunks = [h.chunk.to_dict() for h in hits]
+                chunks = [h.chunk.to_view() for h in hits]
                 row.update({f"recall@{k}": recall_at_k(chunks, question.evidence, k) for k in (5, 10)})
                 scores[name].append((question.category, row))
         result.chunks += store.count()

@@ -1,13 +1,14 @@
 """Cutting documents into chunks that respect their structure.
 
 Prose is packed paragraph by paragraph under its heading path; chat is cut into windows of consecutive
-turns of one conversation, each line keeping its time and speaker, and a window never spans a long pause.
+turns of one conversation, each line keeping its time and speaker, and a window never spans a long pause. A
+turn is a burst: the messages one person sends before the other answers.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -18,14 +19,17 @@ TEXT_CHUNK_WORDS = 110  # ~1.5 wordpieces a word: stays within MiniLM's 256-word
 # Small windows: retrieval is judged by what fits in a few hundred prompt tokens. On LoCoMo hybrid evidence
 # recall within 512 tokens (`pllm eval retrieval`, docs/retrieval.md): windows of 6 turns / 120 words 62.1,
 # 8 / 50 67.8; with the turn before searched along and neighbours added when packing, 8 / 50 74.8, 3 / 50 77.1,
-# 3 / 40 78.3, 1 turn 78.8 (single turns would leave the profile without exchanges to read).
+# 3 / 40 78.3, 1 turn 78.8 (single turns would leave the profile without exchanges to read). On chats typed
+# as real people type (bench/messy_chats.py: bursts of short messages, slang, typos) counting a burst as one
+# turn took 69.7 to 72.4, and searching with the whole burst before a window (not its last message) to 74.3.
 CHAT_CHUNK_WORDS = 40
 CHAT_CHUNK_TURNS = 3
 CHAT_CONTEXT_TURNS = 1  # turns before a window that are embedded and indexed with it (not shown)
+CHAT_CONTEXT_MESSAGES = 4  # at most this many messages of that turn (a burst of short ones)
 CHAT_PAUSE = timedelta(hours=6)
 # Part of each file's content key: a new version re-reads every file at the next ingest. 3: chat turns and
 # e-mail headers stored as structured fields (a multi-line message is one turn, whatever its lines say).
-CHUNKING_VERSION = 3
+CHUNKING_VERSION = 4  # 4: a burst of one speaker's messages counts as one turn
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
@@ -84,25 +88,44 @@ def _pause_between(a: Message, b: Message) -> bool:
 def chat_windows(
     messages: Iterable[Message], max_words: int = CHAT_CHUNK_WORDS, max_turns: int = CHAT_CHUNK_TURNS
 ) -> Iterator[list[Message]]:
-    """Windows of consecutive turns of one conversation, cut at size limits and long pauses."""
+    """Windows of consecutive messages of one conversation, cut at size limits and long pauses.
+
+    A turn is what one person says before the other answers: a burst of short messages from one speaker
+    counts once against `max_turns` (people type a thought in three messages; the window should hold the
+    exchange, not a third of one side of it). `max_words` still bounds the window."""
     window: list[Message] = []
-    words = 0
+    words = turns = 0
     for message in messages:
         if not message.text.strip():
             continue
         size = len(message.text.split())
+        new_turn = not window or message.speaker != window[-1].speaker
         if window and (
             message.conversation != window[-1].conversation
-            or len(window) >= max_turns
+            or (new_turn and turns >= max_turns)
             or words + size > max_words
             or _pause_between(window[-1], message)
         ):
             yield window
-            window, words = [], 0
+            window, words, turns = [], 0, 0
+            new_turn = True
         window.append(message)
         words += size
+        turns += new_turn
     if window:
         yield window
+
+
+def last_turns(messages: Sequence[Message], turns: int, limit: int) -> list[Message]:
+    """The messages of the last `turns` turns (runs of one speaker), at most `limit` of them."""
+    start = len(messages)
+    for _ in range(turns):
+        if start == 0:
+            break
+        speaker = messages[start - 1].speaker
+        while start > 0 and messages[start - 1].speaker == speaker and len(messages) - start < limit:
+            start -= 1
+    return list(messages[start:])
 
 
 def _section_chunks(document: Document, section: Section, position: int) -> Iterator[Chunk]:
@@ -150,7 +173,9 @@ def chunk_document(document: Document, me: Collection[str] = ()) -> list[Chunk]:
     for window in chat_windows(by_conversation(document.messages)):
         same = previous and previous[-1].conversation == window[0].conversation
         same = same and not _pause_between(previous[-1], window[0])
-        context = tuple(_turn(m, me) for m in previous[-CHAT_CONTEXT_TURNS:]) if same else ()
+        context = (
+            tuple(_turn(m, me) for m in last_turns(previous, CHAT_CONTEXT_TURNS, CHAT_CONTEXT_MESSAGES)) if same else ()
+        )
         previous = window
         chunk = Chunk(
             id="",

@@ -2,7 +2,8 @@
 
 In rank order, each hit becomes a passage unless it would overflow the budget (then the next, smaller one
 is tried). A chat hit brings its neighbouring turns: the one before it (often the question it answers) and
-the one after (often the reply). Turns already taken are not paid for twice: a hit that meets or overlaps a
+the one after (often the reply), each a whole burst of short messages; if that overflows the budget, the hit
+comes alone. Turns already taken are not paid for twice: a hit that meets or overlaps a
 chosen passage of the same conversation is merged into it, and a hit adding nothing new, or repeating a
 chosen text almost word for word (a forwarded message, a note saved twice), is skipped.
 """
@@ -10,12 +11,14 @@ chosen text almost word for word (a forwarded message, a note saved twice), is s
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from pllm_cli.memory.records import Chunk, Hit, Turn
+from pllm_cli.memory.relative_dates import pin_relative_dates
 
+NEIGHBOUR_MESSAGES = 4  # a neighbouring turn typed as a burst of short messages brings at most this many
 NEAR_DUPLICATE = 0.85  # word-set Jaccard above which a text repeats one already chosen
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -100,14 +103,16 @@ def chunk_turns(chunk: Chunk) -> list[PlacedTurn]:
 
 
 def render_turns(turns: Sequence[PlacedTurn]) -> str:
-    """The turns as lines; the "[time] " stamp only where a run starts or the day changes (it costs tokens)."""
+    """The turns as lines; the "[time] " stamp only where a run starts or the day changes (it costs tokens).
+    A relative time in a message is followed by the date it meant: "yesterday (7 May 2023)"."""
     lines: list[str] = []
     previous: PlacedTurn | None = None
     previous_day = ""
     for placed in turns:
         day = placed.turn.time[:10] or previous_day
         running = previous is not None and placed.follows(previous) and day == previous_day
-        lines.append(placed.turn.render(stamp=not running))
+        turn = placed.turn
+        lines.append(replace(turn, text=pin_relative_dates(turn.text, turn.time)).render(stamp=not running))
         previous, previous_day = placed, day
     return "\n".join(lines)
 
@@ -120,10 +125,20 @@ def _expanded(chunk: Chunk, neighbours: Neighbours | None) -> list[PlacedTurn]:
         return turns
     before, after = neighbours.neighbours(chunk)
     if before is not None and chunk.context and before.kind == "chat":
-        turns = chunk_turns(before)[-1:] + turns
+        turns = _run(chunk_turns(before)[::-1])[::-1] + turns
     if after is not None and after.context and after.kind == "chat" and after.conversation == chunk.conversation:
-        turns = turns + chunk_turns(after)[:1]
+        turns = turns + _run(chunk_turns(after))
     return turns
+
+
+def _run(turns: Sequence[PlacedTurn]) -> list[PlacedTurn]:
+    """The first turn of `turns` and those after it from the same speaker (one burst), at most NEIGHBOUR_MESSAGES."""
+    run: list[PlacedTurn] = []
+    for placed in turns:
+        if run and (placed.turn.speaker != run[0].turn.speaker or len(run) >= NEIGHBOUR_MESSAGES):
+            break
+        run.append(placed)
+    return run
 
 
 def _words(chunk: Chunk) -> frozenset[str]:
@@ -155,17 +170,12 @@ def pack(
         chunk = hit.chunk
         if _near_duplicate(chunk, seen):
             continue
-        if chunk.kind == "chat":
-            taken = {(t.position, t.index) for p in passages if p.source == chunk.source for t in p.turns}
-            turns = [t for t in _expanded(chunk, neighbours) if (t.position, t.index) not in taken]
-            if not turns:
-                continue
-            candidate, replaced = _merge(passages, chunk, hit.score, turns)
+        for candidate, replaced in _candidates(chunk, hit.score, passages, neighbours):
+            price = cost(candidate)
+            total = sum(costs.values()) - sum(costs[id(p)] for p in replaced) + price
+            if total <= budget and (limit is None or len(passages) - len(replaced) + 1 <= limit):
+                break
         else:
-            candidate, replaced = Passage(chunk.source, chunk.kind, chunk.heading, "", hit.score, [chunk]), []
-        price = cost(candidate)
-        total = sum(costs.values()) - sum(costs[id(p)] for p in replaced) + price
-        if total > budget or (limit is not None and len(passages) - len(replaced) + 1 > limit):
             continue
         passages = _replace(passages, replaced, candidate)
         for old in replaced:
@@ -173,6 +183,23 @@ def pack(
         costs[id(candidate)] = price
         seen.append(_words(chunk))
     return passages
+
+
+def _candidates(
+    chunk: Chunk, score: float, passages: list[Passage], neighbours: Neighbours | None
+) -> Iterator[tuple[Passage, list[Passage]]]:
+    """What a hit may add, largest first: a chat hit with its neighbouring turns, then (if that does not fit
+    the budget) the hit's own turns alone; each with the chosen passages it would be merged with."""
+    if chunk.kind != "chat":
+        yield Passage(chunk.source, chunk.kind, chunk.heading, "", score, [chunk]), []
+        return
+    taken = {(t.position, t.index) for p in passages if p.source == chunk.source for t in p.turns}
+    tried: list[PlacedTurn] = []
+    for source in (neighbours, None) if neighbours is not None else (None,):
+        turns = [t for t in _expanded(chunk, source) if (t.position, t.index) not in taken]
+        if turns and turns != tried:
+            tried = turns
+            yield _merge(passages, chunk, score, turns)
 
 
 def _merge(
