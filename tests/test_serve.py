@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from conftest import FakeChatModel, Result
 
+from pllm_cli.chat import OPENING_CHARS
 from pllm_cli.context import AppContext
 from pllm_cli.errors import BusyError, ExitCode, PllmError
 from pllm_cli.paths import Paths
@@ -302,8 +303,11 @@ def test_the_server_lets_go_of_forgotten_memory_without_waiting_for_a_request(
 # --- streaming, the queue and BUSY -----------------------------------------------------------------
 
 
-LONG_ANSWER = "Your manager is Karin Ek, and the project deadline is the 30th of June this year."
-HELD = 60  # characters the model gives before it waits: more than chat.OPENING_CHARS, which ask holds back
+LONG_ANSWER = (
+    "Your manager is Karin Ek, and the project deadline is the 30th of June this year:"
+    " the work notes say my manager is Karin Ek, deadline 30 June."
+)
+HELD = OPENING_CHARS + 10  # characters the model gives before it waits: more than ask holds back at the start
 
 
 def gate_the_model(model: FakeChatModel) -> threading.Event:
