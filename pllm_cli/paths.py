@@ -76,6 +76,11 @@ class Paths:
         """Held by the running `pllm serve` of this home (with its pid inside): a second one is refused."""
         return self.root / "serve.lock"
 
+    @property
+    def serve_token_file(self) -> Path:
+        """The bearer token `pllm serve --http` asks of every HTTP request (0600, made on first use)."""
+        return self.root / "serve-token"
+
     def as_dict(self) -> dict[str, str]:
         return {
             "home": str(self.root),

@@ -26,6 +26,18 @@ def serve(
     status: bool = typer.Option(False, "--status", help="Is a server running for this home? Its pid, socket, uptime."),
     stop: bool = typer.Option(False, "--stop", help="Stop the running server (it finishes what it has queued)."),
     json_output: bool = typer.Option(False, "--json", help="With --status or --stop: JSON on stdout."),
+    http: str | None = typer.Option(
+        None,
+        "--http",
+        metavar="HOST:PORT",
+        help="Also serve the OpenAI chat-completions API here (e.g. 127.0.0.1:8642), with the bearer token.",
+    ),
+    allow_remote: bool = typer.Option(
+        False, "--allow-remote", help="Let --http listen on an address other machines can reach (not loopback)."
+    ),
+    token: bool = typer.Option(
+        False, "--token", help="Print the bearer token --http asks for (made in the home on first use) and exit."
+    ),
 ) -> None:
     """Keep the models and memories loaded and answer ask, chat, memory search and profile refresh from them.
 
@@ -33,21 +45,37 @@ def serve(
     socket in the home (0600), never on the network; commands use it by themselves when it runs (--no-server
     to run them in their own process). Requests run one at a time; `serve_queue` more may wait, and one more
     is refused as busy (exit code 11). --status exits 5 when no server is running.
+
+    With --http it also answers OpenAI clients (editors, llm, aichat, Open WebUI) on that address, loopback
+    only unless --allow-remote, each request with the token `pllm serve --token` prints (docs/serve.md).
     """
     app: AppContext = ctx.obj
-    if status and stop:
-        raise InputError("--status and --stop do not go together", hint="pllm serve --status, or pllm serve --stop")
+    actions = [name for name, given in (("--status", status), ("--stop", stop), ("--token", token)) if given]
+    if len(actions) > 1:
+        raise InputError(f"{' and '.join(actions)} do not go together", hint="pllm serve --status, or --stop")
     if json_output and not (status or stop):
         raise InputError("--json goes with --status or --stop", hint="pllm serve --status --json")
+    if (http is not None or allow_remote) and actions:
+        raise InputError(
+            f"--http goes with pllm serve alone, not {actions[0]}", hint="pllm serve --http 127.0.0.1:8642"
+        )
+    if allow_remote and http is None:
+        raise InputError("--allow-remote goes with --http", hint="pllm serve --http 0.0.0.0:8642 --allow-remote")
     if status:
         _status(app, json_output)
     elif stop:
         _stop(app, json_output)
+    elif token:
+        from pllm_cli.server.access import read_or_create_token
+
+        out().print(read_or_create_token(app.paths.serve_token_file), markup=False, soft_wrap=True)
     else:
-        _run(app)
+        from pllm_cli.server.access import parse_address
+
+        _run(app, parse_address(http, allow_remote=allow_remote) if http is not None else None)
 
 
-def _run(app: AppContext) -> None:
+def _run(app: AppContext, http: tuple[str, int] | None) -> None:
     from pllm_cli.server.server import serve_until_stopped
 
     handler = logging.StreamHandler(sys.stderr)
@@ -57,7 +85,7 @@ def _run(app: AppContext) -> None:
     logger.propagate = False  # one line per event, whatever else configured logging
     logger.setLevel(logging.WARNING if app.quiet else logging.INFO)
     try:
-        serve_until_stopped(app)
+        serve_until_stopped(app, http)
     finally:
         logger.removeHandler(handler)
         logger.propagate = True
@@ -83,6 +111,7 @@ def _status(app: AppContext, json_output: bool) -> None:
         "uptime": _duration(float(data.get("uptime_s", 0.0))),
         "requests": f"{data.get('requests_served', 0)} served, {data.get('requests_refused_busy', 0)} refused busy",
         "queue": f"{data.get('queued', 0)} waiting of {data.get('queue_size', 0)}{answering}",
+        "http": data.get("http") or "no (pllm serve --http HOST:PORT)",
         "version": f"pllm {data.get('version')}, protocol {data.get('protocol')}",
     }
     for key, value in rows.items():

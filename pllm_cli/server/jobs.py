@@ -25,8 +25,13 @@ class QueueFull(Exception):
 
 @dataclass(eq=False)  # two jobs are never the same one, whatever they ask
 class Job:
+    """A request for the worker. Its answer goes to `connection` as protocol lines, or, for a request that came
+    over HTTP, to `writer` (which raises ClientGone when the client is gone); `connection` is the client's
+    socket either way (client_gone looks at it)."""
+
     message: Message
     connection: socket.socket
+    writer: Callable[[Message], None] | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -34,6 +39,9 @@ class Job:
         return str(self.message.get("op"))
 
     def send(self, message: Message) -> None:
+        if self.writer is not None:
+            self.writer(message)
+            return
         try:
             self.connection.sendall(protocol.encode(message))
         except OSError as exc:  # EPIPE, ECONNRESET: the client is gone

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pllm_cli import __version__
 from pllm_cli.context import AppContext
@@ -38,6 +38,9 @@ from pllm_cli.server import protocol
 from pllm_cli.server.engine import Engine
 from pllm_cli.server.jobs import ClientGone, Job, JobQueue, QueueFull
 from pllm_cli.server.protocol import Message, ProtocolError
+
+if TYPE_CHECKING:
+    from pllm_cli.server.http_endpoint import HttpListener
 
 log = logging.getLogger("pllm.serve")
 WORK_OPS = ("open", "ask", "search", "refresh")
@@ -77,8 +80,11 @@ class _Connection(socketserver.StreamRequestHandler):
 class Server:
     """`pllm serve` for the home of `app` (its config names the models; every persona of the home is served)."""
 
-    def __init__(self, app: AppContext) -> None:
+    def __init__(self, app: AppContext, http: tuple[str, int] | None = None) -> None:
+        """`http`: also serve the OpenAI-compatible endpoint at (host, port) (the caller checked the host)."""
         self.app = app
+        self.http_address = http
+        self._http: HttpListener | None = None
         self.engine = Engine(app)
         self.socket_path = app.paths.socket_file
         self._queue = JobQueue(app.config.serve_queue)
@@ -130,6 +136,9 @@ class Server:
             # Under the lock no other server runs: this socket was left by one that was killed.
             log.info("replacing the stale socket %s left by a server that did not stop cleanly", self.socket_path)
             self.socket_path.unlink()
+        if self.http_address is not None:
+            self._http = self._open_http(self.http_address)
+            self._resources.callback(self._http.server_close)
         listener = _Listener(self.socket_path, self)
         os.chmod(self.socket_path, 0o600)
         self._socket_inode = os.stat(self.socket_path).st_ino
@@ -139,6 +148,8 @@ class Server:
             threading.Thread(target=self._work, name="pllm-serve-worker", daemon=True),
             threading.Thread(target=listener.serve_forever, name="pllm-serve-accept", daemon=True),
         ]
+        if self._http is not None:
+            self._threads.append(threading.Thread(target=self._http.serve_forever, name="pllm-serve-http", daemon=True))
         for thread in self._threads:
             thread.start()
         log.info(
@@ -147,6 +158,25 @@ class Server:
             os.getpid(),
             self._queue.size,
         )
+        if self._http is not None:
+            log.info(
+                "OpenAI-compatible endpoint at %s (bearer token: pllm serve --token, or the file %s)",
+                self._http.url,
+                self.app.paths.serve_token_file,
+            )
+
+    def _open_http(self, address: tuple[str, int]) -> HttpListener:
+        from pllm_cli.server.access import read_or_create_token
+        from pllm_cli.server.http_endpoint import HttpListener
+
+        token = read_or_create_token(self.app.paths.serve_token_file)
+        try:
+            return HttpListener(address, self, token)
+        except OSError as exc:  # in use, not an address of this machine, a port below 1024
+            raise ConfigError(
+                f"cannot listen on {address[0]}:{address[1]}: {exc.strerror or exc}",
+                hint="pick another port: pllm serve --http 127.0.0.1:PORT",
+            ) from None
 
     def request_stop(self) -> None:
         """Ask the server to stop (safe from a signal handler or any thread); `wait` returns then."""
@@ -164,6 +194,8 @@ class Server:
             self._stopping = True
         log.info("stopping: finishing %d queued request(s)", len(self._queue))
         self._remove_socket()  # new commands run in their own process from here on
+        if self._http is not None:
+            self._http.shutdown()  # its connections still waiting for an answer get it
         if self._listener is not None:
             self._listener.shutdown()
             self._queue.put_stop()  # after every job already queued
@@ -200,15 +232,20 @@ class Server:
         elif op in WORK_OPS:
             job = Job(message, connection)
             try:
-                with self._lock_for(job):
-                    self._submit(job)
-                    job.done.wait()
+                self.submit_and_wait(job)
             except PllmError as refused:  # busy: the queue is full, or the profile is being changed
                 _send(connection, protocol.error(refused))
             except ProtocolError as exc:
                 _send(connection, protocol.error(_bad_request(exc)))
         else:
             _send(connection, protocol.error(_bad_request(ProtocolError(f"unknown op {op!r}"))))
+
+    def submit_and_wait(self, job: Job) -> None:
+        """Queue `job` for the worker and wait until it is done with it; ServerBusyError if the queue is full or
+        the server is stopping, BusyError if a refresh cannot have the profile lock."""
+        with self._lock_for(job):
+            self._submit(job)
+            job.done.wait()
 
     @contextlib.contextmanager
     def _lock_for(self, job: Job) -> Iterator[None]:
@@ -318,12 +355,13 @@ class Server:
                 "queue_size": self._queue.size,
                 "stopping": self._stopping or self._stop_requested.is_set(),
                 "models": self._models,
+                "http": self._http.url if self._http is not None else None,
             }
 
 
-def serve_until_stopped(app: AppContext) -> None:
+def serve_until_stopped(app: AppContext, http: tuple[str, int] | None = None) -> None:
     """`pllm serve` in the foreground: until SIGTERM, SIGINT (Ctrl-C) or `pllm serve --stop`."""
-    server = Server(app)
+    server = Server(app, http)
     server.start()
 
     def on_signal(number: int, frame: FrameType | None) -> None:
