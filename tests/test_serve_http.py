@@ -310,6 +310,39 @@ def test_a_full_queue_is_429_and_no_stream_is_cut_off(
         stop_server(server, stopper)
 
 
+def test_a_client_that_leaves_a_stream_stops_its_answer(
+    ingested: Path, serving: Server, fake_models: FakeChatModel
+) -> None:
+    gate = gate_the_model(fake_models)
+    fake_models.answer = LONG_ANSWER + "".join(f" word{n}" for n in range(300))
+    closed = threading.Event()
+    given: list[str] = []
+    stream = fake_models.stream
+
+    def watched(*args: Any, **kwargs: Any) -> Iterator[str]:
+        try:
+            for piece in stream(*args, **kwargs):
+                given.append(piece)
+                yield piece
+        finally:
+            closed.set()
+
+    fake_models.stream = watched  # type: ignore[method-assign]
+    endpoint = Endpoint(serving)
+    body = {"model": "pllm", "messages": [{"role": "user", "content": QUESTION}], "stream": True}
+    response = endpoint.request("POST", "/v1/chat/completions", body)
+    assert response.status == 200 and response.readline().startswith(b"data: {")
+    response.close()  # the editor's Stop button
+    wait_for(lambda: serving.status()["answering"] == "ask", "it is being answered")
+    gate.set()
+    assert closed.wait(10), "the model's stream was closed"
+    assert len(given) < 100, "stopped, not generated to the end"
+    wait_for(lambda: serving.status()["answering"] is None, "the worker is free")
+    fake_models.answer = LONG_ANSWER
+    status, again = endpoint.complete()
+    assert status == 200 and again["choices"][0]["message"]["content"] == LONG_ANSWER + " [1]"
+
+
 # --- no CORS, loopback only -----------------------------------------------------------------------
 
 
