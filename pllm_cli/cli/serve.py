@@ -42,7 +42,7 @@ def serve(
     """Keep the models and memories loaded and answer ask, chat, memory search and profile refresh from them.
 
     Runs in the foreground and logs to stderr (as a systemd user service: docs/serve.md). It listens on a Unix
-    socket in the home (0600), never on the network; commands use it by themselves when it runs (--no-server
+    socket in the home (0600), on the network only with --http; commands use it by themselves when it runs (--no-server
     to run them in their own process). Requests run one at a time; `serve_queue` more may wait, and one more
     is refused as busy (exit code 11). --status exits 5 when no server is running.
 

@@ -7,6 +7,9 @@ A request runs to its end before the next one starts: an answer streaming to one
 another. The one exception is made by a profile refresh (minutes long): after each chunk it reads, the requests
 waiting behind it run (Server._run_waiting), then it goes on. Stopping (SIGTERM, Ctrl-C, `pllm serve --stop`)
 takes no new requests and finishes the queued ones.
+
+With --http, an HTTP listener (http_endpoint.py) turns OpenAI chat completions into "ask" jobs for the same
+queue and worker (Server.submit_and_wait).
 """
 
 from __future__ import annotations
