@@ -27,7 +27,6 @@ from typing import Any
 
 from pllm_cli.memory.passages import Passage
 from pllm_cli.memory.records import spoken_time
-from pllm_cli.memory.relative_dates import pin_relative_dates
 from pllm_cli.porter import stem
 
 SUPPORTED = 0.5  # share of the answer's own words one memory must hold
@@ -67,12 +66,7 @@ def units(memories: Sequence[Passage]) -> list[Unit]:
     found: list[Unit] = []
     for number, memory in enumerate(memories, start=1):
         if memory.kind == "chat":
-            found += [
-                Unit(
-                    number, p.turn.speaker, f"{spoken_time(p.turn.time)} {pin_relative_dates(p.turn.text, p.turn.time)}"
-                )
-                for p in memory.turns
-            ]
+            found += [Unit(number, p.turn.speaker, f"{spoken_time(p.turn.time)} {p.turn.text}") for p in memory.turns]
         else:
             found += [Unit(number, "", chunk.text) for chunk in memory.chunks[:1]]
     return found

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from pllm_cli.memory.passages import Passage, PlacedTurn, approximate_tokens, chunk_turns, pack, render_turns
+from pllm_cli.memory.passages import Passage, approximate_tokens, chunk_turns, pack, render_turns
 from pllm_cli.memory.records import Chunk, Hit, Turn
 
 SOURCE = "/chats/elin.jsonl"
@@ -194,9 +194,3 @@ def test_a_window_after_a_pause_is_not_run_on_without_its_stamp() -> None:
     after = chat(1, [("Elin", "good morning")])  # no context: a pause came between them
     [passage] = pack(hits(before, after), 1000, words, neighbours=Chain([before, after]))[:1]
     assert passage.message_ids == ["m0.0"]
-
-
-def test_a_relative_time_in_a_message_is_shown_with_its_date() -> None:
-    when = "2023-05-08T13:56:00"
-    placed = [PlacedTurn(0, 0, True, False, Turn("m0", "Caroline", "I went to a support group yesterday", when))]
-    assert render_turns(placed) == "[8 May 2023 13:56] Caroline: I went to a support group yesterday (7 May 2023)"

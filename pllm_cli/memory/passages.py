@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pllm_cli.memory.records import Chunk, Hit, Turn
-from pllm_cli.memory.relative_dates import pin_relative_dates
 
 NEIGHBOUR_MESSAGES = 4  # a neighbouring turn typed as a burst of short messages brings at most this many
 NEAR_DUPLICATE = 0.85  # word-set Jaccard above which a text repeats one already chosen
@@ -103,16 +102,14 @@ def chunk_turns(chunk: Chunk) -> list[PlacedTurn]:
 
 
 def render_turns(turns: Sequence[PlacedTurn]) -> str:
-    """The turns as lines; the "[time] " stamp only where a run starts or the day changes (it costs tokens).
-    A relative time in a message is followed by the date it meant: "yesterday (7 May 2023)"."""
+    """The turns as lines; the "[time] " stamp only where a run starts or the day changes (it costs tokens)."""
     lines: list[str] = []
     previous: PlacedTurn | None = None
     previous_day = ""
     for placed in turns:
         day = placed.turn.time[:10] or previous_day
         running = previous is not None and placed.follows(previous) and day == previous_day
-        turn = placed.turn
-        lines.append(replace(turn, text=pin_relative_dates(turn.text, turn.time)).render(stamp=not running))
+        lines.append(placed.turn.render(stamp=not running))
         previous, previous_day = placed, day
     return "\n".join(lines)
 
