@@ -44,7 +44,7 @@ def is_looping(text: str, min_length: int = 12) -> bool:
 # "[2023-05-08 13:56] ", "Maya: "
 _ECHO = re.compile(
     r"^\s*(?:(?:\d{1,2}[.)]|[-*\u2022])\s+)?"  # a list number or bullet
-    r"(?:(?:\[\d{1,2}\]\s*)?from [^\s:]{1,80}:\s+)?"  # a memory's header in the prompt
+    r"(?:(?:\[\d{1,2}\]\s*)?[Ff]rom [^\s:]{1,80}:\s+)?"  # a memory's header in the prompt
     r"(?:\[[^\]\n]{0,40}\]\s*)?"  # a time stamp
     r"(?:[A-Z][\w'-]*(?: [A-Z][\w'-]*)?:\s+)?"  # a speaker
 )

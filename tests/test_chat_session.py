@@ -137,6 +137,7 @@ def test_short_answer_leaves_out_what_the_model_copied_from_the_notes() -> None:
     assert "".join(short_answer(pieces("Karin Ek."))) == "Karin Ek."
     header = "[2] from conv-41.jsonl: [6 May 2023 10:00] Maria: since we talked it's been tough"
     assert "".join(short_answer(pieces(header))) == "since we talked it's been tough"
+    assert "".join(short_answer(pieces("From work.md: Karin Ek is your manager"))) == "Karin Ek is your manager"
 
 
 def test_a_question_about_the_wrong_person_says_who_it_was(
