@@ -438,6 +438,7 @@ def test_status_without_loading_models(run, home: Path) -> None:  # type: ignore
     assert data["paths"]["home"] == str(home)
     assert data["chat_model"].endswith(".gguf") and data["memory"] == {"sources": 0, "chunks": 0}
     assert data["profile"] == {"version": 0, "facts": 0}
+    assert data["server"] == {"running": False}
 
 
 def test_chat_repl_with_fake_model(run, ingested: Path, fake_models) -> None:  # type: ignore[no-untyped-def]

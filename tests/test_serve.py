@@ -464,6 +464,8 @@ def test_status_and_stop(run: Any, home: Path, serving: Server) -> None:
     data = json.loads(status.stdout)
     assert data["running"] is True and data["pid"] == os.getpid() and data["socket"] == str(socket_path)
     assert data["requests_served"] == 0 and data["queue_size"] == 4 and data["uptime_s"] >= 0
+    overall = json.loads(run("status", "--json").stdout)["server"]
+    assert overall == {"running": True, "pid": os.getpid(), "socket": str(socket_path), "http": None}
     text = run("serve", "--status")
     assert text.stdout.splitlines()[0] == "running    yes"
     assert f"socket     {socket_path}" in text.stdout

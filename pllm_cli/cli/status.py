@@ -10,6 +10,7 @@ from pllm_cli.context import AppContext
 from pllm_cli.errors import PllmError
 from pllm_cli.llama_backend import describe_cpu_backend
 from pllm_cli.personas import describe
+from pllm_cli.server.client import running_server
 
 
 def register(app: typer.Typer) -> None:
@@ -21,6 +22,15 @@ def _model_path(find: object) -> str:
         return str(find())  # type: ignore[operator]
     except PllmError as error:
         return f"missing ({error.message})"
+
+
+def _server(app_ctx: AppContext) -> dict[str, object]:
+    """Whether `pllm serve` runs for this home (asked over its socket, which loads nothing)."""
+    found = running_server(app_ctx.paths.socket_file)
+    if found is None:
+        return {"running": False}
+    status = found[1]
+    return {"running": True, "pid": status.get("pid"), "socket": status.get("socket"), "http": status.get("http")}
 
 
 def status(ctx: typer.Context, json_output: bool = typer.Option(False, "--json", help="JSON on stdout.")) -> None:
@@ -40,6 +50,7 @@ def status(ctx: typer.Context, json_output: bool = typer.Option(False, "--json",
         "memory": {"sources": len(store.sources()), "chunks": store.count()},
         "profile": {"version": persona.profile_version, "facts": persona.facts},
         "me": config.me,
+        "server": _server(app_ctx),
     }
     if json_output:
         print_json(data)
