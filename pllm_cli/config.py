@@ -63,7 +63,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("k", int, 12, "Most memories in the prompt for a question (memory_tokens decides first).", 1, 100),
     Setting("memory_tokens", int, 512, "Token budget for retrieved memories in a prompt.", 0, 65536),
     Setting("profile_tokens", int, 256, "Token budget for the profile in a prompt.", 0, 65536),
-    Setting("threads", int, 0, "CPU threads for the chat model; 0 means all cores.", 0, 1024),
+    Setting(
+        "threads", int, 0, "CPU threads for the chat model; 0: one per core that other programs leave free.", 0, 1024
+    ),
     Setting(
         "me",
         str,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pllm_cli.config import Config, load_config
+from pllm_cli.cpu_load import LoadWatch
 from pllm_cli.embedding import SentenceTransformerEmbedder
 from pllm_cli.locking import Notice, memory_lock
 from pllm_cli.memory.retrieval import Retriever
@@ -25,6 +26,7 @@ class AppContext:
     json: bool = False
     quiet: bool = False
     no_server: bool = False  # run in this process even if `pllm serve` is running (--no-server)
+    load: LoadWatch = field(default_factory=LoadWatch)  # other programs' CPU use, for the model's threads
 
     @cached_property
     def config(self) -> Config:
@@ -50,6 +52,7 @@ class AppContext:
             Path(path).expanduser() if path else None,
             context_size=self.config.context_size,
             threads=self.config.threads,
+            load=self.load,
         )
 
     @contextmanager

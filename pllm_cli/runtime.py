@@ -10,6 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pllm_cli.cpu_load import LoadWatch, threads_for
 from pllm_cli.errors import ModelError
 from pllm_cli.llama_backend import CpuBackend, load_cpu_backend
 
@@ -99,9 +100,13 @@ def check_gguf(path: Path) -> None:
 class LlamaCppModel:
     """A GGUF model run by llama-cpp-python on the CPU; loaded once, on first use."""
 
-    def __init__(self, path: Path | None = None, context_size: int = 4096, threads: int = 0) -> None:
+    def __init__(
+        self, path: Path | None = None, context_size: int = 4096, threads: int = 0, load: LoadWatch | None = None
+    ) -> None:
         self.path = path or bundled_model_path()
         self._context_size = context_size
+        self._threads = threads  # 0: one per core that other programs leave free when the model loads
+        self._load = load
         self.threads = threads or (os.cpu_count() or 1)
         self.cpu_backend: CpuBackend | None = None  # set when the model is loaded
 
@@ -119,6 +124,8 @@ class LlamaCppModel:
         from llama_cpp import Llama
 
         self.cpu_backend = load_cpu_backend()  # llama.cpp's CPU code for this CPU, before the first model
+        if not self._threads and self._load is not None:
+            self.threads = threads_for(os.cpu_count() or 1, self._load.other_cores())
         try:
             return Llama(
                 model_path=str(self.path),

@@ -222,7 +222,9 @@ def fake_models(monkeypatch: pytest.MonkeyPatch) -> FakeChatModel:
 
     model = FakeChatModel()
 
-    def make_model(path: Path | None = None, context_size: int = 4096, threads: int = 0) -> FakeChatModel:
+    def make_model(
+        path: Path | None = None, context_size: int = 4096, threads: int = 0, load: Any = None
+    ) -> FakeChatModel:
         model.context_size = context_size
         return model
 

@@ -57,7 +57,7 @@ def cli_with_real_models(real_embedder: Any, real_model: Any) -> Iterator[None]:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(pllm_cli.context, "SentenceTransformerEmbedder", lambda path=None: real_embedder)
-        patch.setattr(pllm_cli.context, "LlamaCppModel", lambda path=None, context_size=0, threads=0: real_model)
+        patch.setattr(pllm_cli.context, "LlamaCppModel", lambda path=None, context_size=0, **_: real_model)
         yield
 
 
