@@ -9,7 +9,10 @@ In one run:
    same number of tokens;
 4. `pllm --help` wall time, median of 10 runs, against `python -c pass` with the same interpreter.
 
-    .venv/bin/python bench/ask_latency.py [QUESTION] [--repeats 3] [--json]
+    .venv/bin/python bench/ask_latency.py [QUESTION] [--repeats 3] [--busy] [--json]
+
+With --busy a second process spins on one core the whole time (the other load line then says about 1.0):
+compare its figures with a run without it to see what a busy core costs.
 """
 
 from __future__ import annotations
@@ -86,7 +89,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="cold `pllm ask` processes (default 3)")
     parser.add_argument("--help-runs", type=int, default=10, help="runs of `pllm --help` (default 10)")
     parser.add_argument("--json", action="store_true", help="JSON object on stdout instead of the text report")
+    parser.add_argument("--busy", action="store_true", help="keep one core busy the whole time (a spinning process)")
     args = parser.parse_args()
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
+    try:
+        run(args)
+    finally:
+        if spinner is not None:
+            spinner.kill()
+            spinner.wait()
+
+
+def run(args: argparse.Namespace) -> None:
 
     asks: list[dict[str, float]] = []
     answers: list[str] = []
