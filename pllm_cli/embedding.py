@@ -25,6 +25,10 @@ class Embedder(Protocol):
 
     def embed(self, texts: Sequence[str]) -> list[Sequence[float]]: ...
 
+    def embed_documents(self, texts: Sequence[str]) -> list[Sequence[float]]:
+        """The same vectors, for bulk work (an ingest): the adapter may load more to go faster at volume."""
+        ...
+
 
 def bundled_embedding_path() -> Path:
     spec = importlib.util.find_spec(BUNDLED_EMBEDDING_PACKAGE)
@@ -87,10 +91,14 @@ class SentenceTransformerEmbedder:
 
         A few texts (a question) are embedded with numpy while torch is not loaded: importing it takes
         seconds, the numpy pass milliseconds, and the vectors agree to about 1e-7."""
+        if texts and len(texts) <= FEW_TEXTS and "model" not in self.__dict__ and self.light is not None:
+            return list(self.light.embed(texts))
+        return self.embed_documents(texts)
+
+    def embed_documents(self, texts: Sequence[str]) -> list[Sequence[float]]:
+        """Unit vectors with sentence-transformers (torch): batched, the fastest way through many texts."""
         if not texts:
             return []
-        if len(texts) <= FEW_TEXTS and "model" not in self.__dict__ and self.light is not None:
-            return list(self.light.embed(texts))
         model = self.model
         import torch
 

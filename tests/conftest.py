@@ -133,6 +133,8 @@ class FakeEmbedder:
         self.calls.append(list(texts))
         return list(numpy.asarray([self.vector(t) for t in texts], dtype=numpy.float32).reshape(len(texts), -1))
 
+    embed_documents = embed
+
 
 @dataclass
 class FakeChatModel:

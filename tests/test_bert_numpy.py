@@ -64,3 +64,19 @@ def test_a_model_it_cannot_run_is_left_to_sentence_transformers(tmp_path: Path) 
     pooling.write_text(json.dumps({"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}))
     assert bert_numpy.load(model) is None  # CLS pooling
     assert bert_numpy.load(tmp_path / "missing") is None
+
+
+@pytest.mark.e2e
+def test_an_ingest_embeds_with_sentence_transformers_even_a_small_file(tmp_path: Path) -> None:
+    from pllm_cli.ingest.pipeline import ingest_paths
+    from pllm_cli.memory.store import ChromaStore
+
+    embedder = SentenceTransformerEmbedder()
+    note = tmp_path / "note.md"
+    note.write_text("# A\n\nA short note.\n", encoding="utf-8")
+    store = ChromaStore(tmp_path / "memory", embedding_model=embedder.name)
+    try:
+        assert not ingest_paths([note], store, embedder).failed
+    finally:
+        store.close()
+    assert "model" in embedder.__dict__ and "light" not in embedder.__dict__  # bulk work: torch, batched

@@ -149,6 +149,8 @@ def test_embedder_failure_is_not_blamed_on_the_file(notes: Path, store: ChromaSt
         def embed(self, texts: list[str]) -> list[list[float]]:
             raise StoreError("disk full")
 
+        embed_documents = embed
+
     with pytest.raises(StoreError, match="disk full"):
         ingest_paths([notes], store, Broken())  # type: ignore[arg-type]
 

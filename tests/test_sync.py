@@ -28,6 +28,8 @@ class CountingEmbedder:
         self.calls += len(texts)
         return self.inner.embed(texts)
 
+    embed_documents = embed
+
 
 def test_a_renamed_file_is_moved_not_embedded_again(tmp_path: Path, store: Any, fake_embedder: Any) -> None:
     folder = tmp_path / "notes"

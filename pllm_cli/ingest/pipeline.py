@@ -248,7 +248,7 @@ def embed_in_batches(embedder: Embedder, texts: Sequence[str]) -> list[Sequence[
     """Embeddings of `texts`, computed a batch at a time so a large export never holds all its tensors at once."""
     vectors: list[Sequence[float]] = []
     for start in range(0, len(texts), EMBED_BATCH):
-        vectors.extend(embedder.embed(texts[start : start + EMBED_BATCH]))
+        vectors.extend(embedder.embed_documents(texts[start : start + EMBED_BATCH]))
     return vectors
 
 
