@@ -9,31 +9,21 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pllm_cli.cpu_load import LoadWatch
+
 
 class OtherLoad:
-    """How many cores other processes kept busy meanwhile: /proc/stat busy time less our own and our children's."""
+    """How many cores other processes kept busy meanwhile: /proc/stat busy time less our own and our children's
+    (pllm's own measure, `pllm_cli.cpu_load.LoadWatch`, which chooses llama.cpp's threads); nan off Linux."""
 
     def __init__(self) -> None:
-        self.start = (self._busy(), self._ours(), time.perf_counter())
-
-    @staticmethod
-    def _busy() -> float:
-        try:
-            with open("/proc/stat") as handle:
-                fields = [int(v) for v in handle.readline().split()[1:]]
-        except OSError:
-            return float("nan")
-        return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-
-    @staticmethod
-    def _ours() -> float:
-        times = os.times()
-        return times.user + times.system + times.children_user + times.children_system
+        self.watch = LoadWatch()
 
     def cores(self) -> float:
-        busy, ours, started = self.start
-        wall = time.perf_counter() - started
-        return max(0.0, ((self._busy() - busy) - (self._ours() - ours)) / wall) if wall else 0.0
+        other = self.watch.other_cores()
+        return float("nan") if other is None else other
 
 
 def pllm_command() -> list[str]:
