@@ -583,6 +583,20 @@ def write_times(process: subprocess.Popen[str], database: Path, target: dict[str
     return first or ended, last or ended, ended
 
 
+def wait_for_first_write(process: subprocess.Popen[str], database: Path) -> bool:
+    """Wait until `process` first commits to `database` (True), or ends without committing (False)."""
+    db = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        version = db.execute("PRAGMA data_version").fetchone()[0]
+        while process.poll() is None:
+            if db.execute("PRAGMA data_version").fetchone()[0] != version:
+                return True
+            time.sleep(0.002)
+    finally:
+        db.close()
+    return False
+
+
 KILLS = 25
 KILL_SEED = 20260611
 LANDED = (
@@ -596,8 +610,8 @@ LANDED = (
 
 @pytest.mark.slow
 def test_ingest_killed_at_random_points(tmp_path: Path, pllm_process: Any) -> None:
-    """KILLS times: change some files, start `ingest --prune`, SIGKILL it after a random delay (seeded) between
-    a little before an uncut ingest of the same work first writes and when it ends; then the next ingest
+    """KILLS times: change some files, start `ingest --prune`, SIGKILL it after a random delay (seeded) aimed
+    before its first write, at its writes or after them (as timed in an uncut ingest); then the next ingest
     completes, and memory holds each file exactly once at its current content, with Chroma and SQLite agreeing
     on every chunk id (and its source and vector). Where each kill landed is seen in memory afterwards."""
     rng = random.Random(KILL_SEED)
@@ -615,15 +629,24 @@ def test_ingest_killed_at_random_points(tmp_path: Path, pllm_process: Any) -> No
     before = look(home, tmp_path)
     assert_consistent(before, sorted(folder.iterdir()))
 
-    # Kills aim at the writes (and the start of the rebuild after them); an ingest that ends before its kill
-    # (the machine was faster than in the uncut round) does not count, and another round is run instead.
+    # Kills aim, in turn, a little before the first write, at the writes (twice as often) and at the start of
+    # the vector store's rebuild after them. A kill at the writes is timed from this round's own first commit,
+    # not from its start: how long an ingest takes to load its models varies far more between runs (and
+    # machines) than how long its writes take. An ingest that ends before its kill does not count, and another
+    # round is run instead.
+    database = Paths(home).memory_dir / "index.sqlite3"
+    writes, rebuild = last_write - first_write, uncut - last_write
     landed = dict.fromkeys(LANDED, 0)
     round_ = 0
     while round_ - landed["ended before the kill"] < KILLS and round_ < 2 * KILLS:
         change_files(folder, rng, round_)
         target = {str(f): IngestOptions().content_key(f.read_bytes()) for f in sorted(folder.iterdir())}
         process = ingest()
-        time.sleep(rng.uniform(0.8 * first_write, last_write + 0.25 * (uncut - last_write)))
+        aim = ("before", "writes", "writes", "after")[round_ % 4]
+        if aim == "before":
+            time.sleep(rng.uniform(0.8, 1.0) * first_write)
+        elif wait_for_first_write(process, database):
+            time.sleep(rng.uniform(0.0, writes) if aim == "writes" else writes + rng.uniform(0.0, 0.25 * rebuild))
         process.send_signal(signal.SIGKILL)  # nothing, if it has ended
         killed = process.wait(30) == -signal.SIGKILL
         round_ += 1
