@@ -233,6 +233,7 @@ class ChatSession:
         started = time.perf_counter()
         timings: dict[str, float] = {}
         memories: list[Passage] = []
+        self.model.preload()
         if self.retriever is not None:
             cost = memory_cost(self.model.count_tokens)
             memories = self.retriever.recall(question, self.settings.memory_tokens, cost, limit=self.settings.k)
@@ -288,6 +289,9 @@ class ChatSession:
         return lambda room: source(question, room)
 
     def _remember(self, reply: Reply) -> None:
+        reuse = getattr(self.model, "prefix_reuse", None)  # LlamaCppModel's; models without a prefix cache have none
+        if reuse:
+            reply.plan.stable_prefix = {"from": reuse[0], "tokens": reuse[1]}
         self.history += [ChatMessage("user", reply.question), ChatMessage("assistant", reply.text)]
 
     def remember_partial(self) -> None:

@@ -16,6 +16,7 @@ from pllm_cli.locking import Notice, memory_lock
 from pllm_cli.memory.retrieval import Retriever
 from pllm_cli.memory.store import ChromaStore
 from pllm_cli.paths import Paths
+from pllm_cli.prefix_cache import PrefixCache
 from pllm_cli.runtime import LlamaCppModel
 
 
@@ -53,6 +54,7 @@ class AppContext:
             context_size=self.config.context_size,
             threads=self.config.threads,
             load=self.load,
+            prefix_cache=PrefixCache(self.paths.prefix_cache_dir),
         )
 
     @contextmanager

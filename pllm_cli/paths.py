@@ -81,6 +81,11 @@ class Paths:
         """The bearer token `pllm serve --http` asks of every HTTP request (0600, made on first use)."""
         return self.root / "serve-token"
 
+    @property
+    def prefix_cache_dir(self) -> Path:
+        """llama.cpp's state after the prompts' fixed beginnings (prefix_cache.py), for all personas."""
+        return self.root / "prefix-cache"
+
     def as_dict(self) -> dict[str, str]:
         return {
             "home": str(self.root),
