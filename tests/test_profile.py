@@ -675,6 +675,31 @@ def test_profile_files_are_private(files: ProfileFiles) -> None:
 # --- 7. refresh on a real memory --------------------------------------------------------------------
 
 
+def test_a_refresh_lets_others_in_after_every_statement_it_restates(memory: Memory) -> None:
+    """`between` (what `pllm serve` runs waiting questions in) comes after each restatement, so a chunk with
+    several statements is not one long step."""
+    restated: list[int] = []
+    complete = memory.model.complete
+
+    def counting(*args: Any, **kwargs: Any) -> str:
+        restated.append(len(between))
+        return complete(*args, **kwargs)
+
+    between: list[int] = []
+    memory.model.complete = counting  # type: ignore[method-assign]
+    report = manage.refresh_profile(
+        memory.files,
+        memory.store.index,
+        memory.embedder,
+        memory.model,
+        name="Maya",
+        me=ME,
+        between=lambda: between.append(1),
+    )
+    assert report.statements == 4 and report.chunks_read == 2  # 3 statements in the chat's one chunk
+    assert len(between) == 4 and restated == [0, 1, 2, 3]  # one call after each, never two restatements in a row
+
+
 def test_the_first_refresh_adds_facts_with_their_evidence(memory: Memory) -> None:
     report = memory.refresh()
     assert report.saved and report.version == 1
