@@ -12,6 +12,7 @@ from pllm_cli.chat import Conversation
 from pllm_cli.cli.console import err, out, print_json, report_error, write
 from pllm_cli.context import AppContext
 from pllm_cli.errors import InputError, PllmError
+from pllm_cli.file_names import shown
 from pllm_cli.server.remote import start_conversation
 from pllm_cli.sessions import SessionOptions
 
@@ -34,7 +35,7 @@ def _render_sources(answer: dict[str, Any], *, every: bool = True) -> None:
         where = f" › {memory['heading']}" if memory["heading"] and memory["kind"] == "text" else ""
         if memory["kind"] == "chat" and memory["start_time"]:
             where = f" › {memory['conversation']} {memory['start_time'][:10]}"
-        console.print(f"  [{number}] {Path(memory['source']).name}{where}", markup=False, style="dim")
+        console.print(f"  [{number}] {shown(Path(memory['source']).name)}{where}", markup=False, style="dim")
 
 
 def ask(
