@@ -12,25 +12,16 @@ import os
 import re
 from pathlib import Path
 
+from pllm_cli.user_text import is_text
+
 _ESCAPED_BYTE = re.compile(rb"\\x([89a-f][0-9a-f])")  # undecodable bytes are >= 0x80
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-def is_text(text: str) -> bool:
-    """Whether `text` can be written as UTF-8 (it holds no lone surrogate)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def source_key(path: Path) -> str:
     """The name memory stores `path` under: str(path), its undecodable bytes (if any) as `\\xNN`."""
     name = str(path)
-    if is_text(name):
-        return name
-    return os.fsencode(name).decode("utf-8", "backslashreplace")
+    return name if is_text(name) else _escaped(name)
 
 
 def source_path(key: str) -> Path:
@@ -50,5 +41,14 @@ def source_path(key: str) -> Path:
 def shown(name: str) -> str:
     """`name` safe to print on one line: control characters (newlines too) and undecodable bytes escaped."""
     if not is_text(name):
-        name = os.fsencode(name).decode("utf-8", "backslashreplace")
+        name = _escaped(name)
     return _UNPRINTABLE.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), name)
+
+
+def _escaped(name: str) -> str:
+    """`name` with the bytes it stands for that are not UTF-8 written as `\\xNN`."""
+    try:
+        raw = os.fsencode(name)
+    except UnicodeEncodeError:  # a lone surrogate that no undecodable byte made
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -10,10 +9,10 @@ from typing import Any
 
 import typer
 
-from pllm_cli.cli.console import err, out, print_json
+from pllm_cli.cli.console import err, out, print_json, stdin_lines
 from pllm_cli.cli.locks import lock_wait, wait_option, waiting_notice
 from pllm_cli.context import AppContext
-from pllm_cli.errors import BusyError, InputError, NotFoundError, PllmError
+from pllm_cli.errors import BusyError, InputError, NotFoundError, PllmError, UsageError
 from pllm_cli.file_names import shown, source_key, source_path
 from pllm_cli.ingest.pipeline import PARTIAL, ForgetReport, IngestOptions, forget_memory
 from pllm_cli.memory.forgetting import ForgetRule
@@ -26,6 +25,7 @@ from pllm_cli.profile.manage import drop_facts_of_forgotten_memory, profile_lock
 from pllm_cli.profile.state import ProfileFiles
 from pllm_cli.server.client import find_server
 from pllm_cli.server.remote import remote_search
+from pllm_cli.user_text import require_text
 
 app = typer.Typer(help="Search and manage what pllm remembers.", no_args_is_help=True)
 PROFILE_WAIT_SECONDS = 5.0  # how long `memory forget` waits for a refresh before leaving the facts to the next one
@@ -49,7 +49,8 @@ def search(
     """
     app_ctx: AppContext = ctx.obj
     if mode not in SEARCH_MODES:
-        raise InputError(f"unknown search mode {mode!r}", hint="use one of: " + ", ".join(SEARCH_MODES))
+        raise UsageError(f"unknown search mode {shown(mode)!r}", hint="use one of: " + ", ".join(SEARCH_MODES))
+    require_text(query, "the query")
     many = query == "-"
     for found in _results(app_ctx, query, k=k, mode=mode, tokens=tokens):
         if many and not json_output:
@@ -59,7 +60,7 @@ def search(
 
 def _results(app_ctx: AppContext, query: str, *, k: int, mode: str, tokens: int | None) -> Iterator[dict[str, Any]]:
     """The search results, from a running `pllm serve` if there is one, else from this process."""
-    lines: Iterable[str] | None = (line for line in sys.stdin) if query == "-" else None
+    lines: Iterable[str] | None = stdin_lines() if query == "-" else None
     server = find_server(app_ctx)
     if server is not None:
         if lines is not None:
