@@ -16,6 +16,7 @@ from pllm_cli.memory.retrieval import Retriever
 from pllm_cli.profile.render import ProfileSelection
 from pllm_cli.prompting import Budget, PromptPlan, build_messages, memory_cost
 from pllm_cli.runtime import ChatMessage, ChatModel
+from pllm_cli.user_text import require_text
 
 
 @dataclass(frozen=True)
@@ -227,7 +228,7 @@ class ChatSession:
         return str(self.profile)
 
     def ask(self, question: str) -> Reply:
-        question = question.strip()
+        question = require_text(question, "the question").strip()
         if not question:
             raise InputError("the question is empty", hint='ask something: pllm ask "what is on my list?"')
         started = time.perf_counter()

@@ -54,6 +54,9 @@ class MemoryStore(Protocol):
     def replace_source(
         self, record: SourceRecord, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]
     ) -> None: ...
+    def append_to_source(
+        self, record: SourceRecord, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]], *, first: bool
+    ) -> None: ...
     def remove_source(self, source: str) -> int: ...
     def rename_source(self, old: str, new: str) -> None: ...
     def sources_with_key(self, sha256: str) -> list[SourceRecord]: ...
@@ -208,10 +211,14 @@ class ChromaStore:
     # writing ------------------------------------------------------------------------------------
     def replace_source(self, record: SourceRecord, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
         """Swap a source's chunks for new ones. Vectors first, the SQLite record last (see index.py)."""
-        import numpy
-
         self._check_dimension(vectors)
         self.collection.delete(where={"source": record.source})
+        self._upsert(chunks, vectors)
+        self.index.replace_source(record, chunks)
+
+    def _upsert(self, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
+        import numpy
+
         for start in range(0, len(chunks), 1000):
             batch = chunks[start : start + 1000]
             self.collection.upsert(
@@ -219,7 +226,18 @@ class ChromaStore:
                 embeddings=numpy.asarray(vectors[start : start + 1000], dtype=numpy.float32),
                 metadatas=[{"source": c.source} for c in batch],
             )
-        self.index.replace_source(record, chunks)
+
+    def append_to_source(
+        self, record: SourceRecord, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]], *, first: bool
+    ) -> None:
+        """Commit one part of a large file: vectors first, then its chunks and the source's row in SQLite (see
+        index.py). `first` drops what the source held before. A kill between the two leaves vectors SQLite
+        does not know: search skips them, and the part is written again (same ids) when the file is resumed."""
+        self._check_dimension(vectors)
+        if first:
+            self.collection.delete(where={"source": record.source})
+        self._upsert(chunks, vectors)
+        self.index.append_to_source(record, chunks, first=first)
 
     def remove_source(self, source: str) -> int:
         """SQLite first: should the vectors outlive a crash, search skips them and the next rebuild drops them."""
