@@ -74,7 +74,7 @@ def test_eval_rejects_bad_input(tmp_path: Path, run: Any, fake_models: Any) -> N
     (tmp_path / "bad.json").write_text('{"not": "a list"}', encoding="utf-8")
     assert run("eval", "retrieval", str(tmp_path / "bad.json")).exit_code == ExitCode.INPUT
     assert run("eval", "retrieval", str(tmp_path / "missing.json")).exit_code == ExitCode.INPUT
-    assert run("eval", "retrieval", str(tmp_path / "bad.json"), "--mode", "psychic").exit_code == ExitCode.INPUT
+    assert run("eval", "retrieval", str(tmp_path / "bad.json"), "--mode", "psychic").exit_code == ExitCode.USAGE
 
 
 @pytest.mark.e2e
