@@ -306,7 +306,7 @@ def _forget_in_stored_chunks(store: ChromaStore, embedder: Embedder, chunks: Seq
         store.update_chunks(changed, embed_in_batches(embedder, [c.embedding_text for c in changed]))
     dropped = sum(len(c.turns) for c in chunks) - sum(len(c.turns) for c in changed)
     if chunks and dropped:
-        store.index.remove_messages(chunks[0].source, dropped)
+        store.remove_messages(chunks[0].source, dropped)
 
 
 def forget_by_rule(
