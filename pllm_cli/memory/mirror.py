@@ -38,8 +38,12 @@ def record_metadata(record: SourceRecord, chunk: Chunk) -> dict[str, str | int]:
 
 
 def record_document(chunk: Chunk) -> str:
-    """A chunk's document on the server: its structured fields (records.Chunk.to_dict), as JSON."""
-    return json.dumps(chunk.to_dict(), ensure_ascii=False)
+    """A chunk's document on the server: its structured fields (records.Chunk.to_dict) as JSON, but its id and
+    source, which the record has already (a rename changes the metadata only: Chroma cannot change a document
+    without its vector)."""
+    data = chunk.to_dict()
+    del data["id"], data["source"]
+    return json.dumps(data, ensure_ascii=False)
 
 
 def payload(record: SourceRecord, chunks: Sequence[Chunk]) -> dict[str, Any]:
@@ -119,7 +123,13 @@ def sync(index: ChunkIndex, collection: Any) -> Synced:
         if same:
             continue
         got = collection.get(ids=list(records), include=["documents"])
-        chunks = sorted((Chunk.from_dict(json.loads(doc)) for doc in got["documents"]), key=lambda c: c.position)
+        chunks = sorted(
+            (
+                Chunk.from_dict({**json.loads(doc), "id": chunk_id, "source": source})
+                for chunk_id, doc in zip(got["ids"], got["documents"], strict=True)
+            ),
+            key=lambda c: c.position,
+        )
         if len(chunks) != record.chunks:  # changed on the server since it was listed: next time
             done.incomplete.append(source)
             continue

@@ -337,6 +337,14 @@ class RemoteVectors:
         self._collection, self._live = new, target
         return target, len(kept), len(chunk_ids) - len(kept)
 
+    def drop(self) -> None:
+        """Delete every collection of this memory from the server (a temporary memory: pllm eval)."""
+        with translated(self.server):
+            for name in [c if isinstance(c, str) else c.name for c in self.client.list_collections()]:
+                if name == self.server.head_name or _number(self.server, name) is not None:
+                    self.client.delete_collection(name)
+        self._collection = None
+
     def close(self) -> None:
         self._collection = None
 

@@ -154,7 +154,7 @@ class ChromaStore:
             chunks = self.index.get(ids)
             for start in range(0, len(ids), 1000):
                 batch = [chunks[i] for i in ids[start : start + 1000]]
-                self.collection.update(ids=[c.id for c in batch], **payload(record, batch))
+                self.collection.update(ids=[c.id for c in batch], metadatas=payload(record, batch)["metadatas"])
 
     def describe(self) -> dict[str, Any]:
         """Which memory is in use, for `pllm status`."""
@@ -376,7 +376,7 @@ class ChromaStore:
                 self.collection.update(ids=batch, metadatas=[{"source": new}] * len(batch))
             else:  # the records carry the source too
                 chunks = [replace(stored[i], source=new) for i in batch]
-                self.collection.update(ids=batch, **self._records(renamed, chunks))
+                self.collection.update(ids=batch, metadatas=self._records(renamed, chunks)["metadatas"])
         self.index.rename_source(old, new)
         self._written()
 
