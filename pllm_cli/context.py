@@ -13,8 +13,8 @@ from pllm_cli.config import Config, load_config
 from pllm_cli.cpu_load import LoadWatch
 from pllm_cli.embedding import SentenceTransformerEmbedder
 from pllm_cli.locking import Notice, memory_lock
-from pllm_cli.memory.retrieval import Retriever
 from pllm_cli.memory.remote import MemoryServer
+from pllm_cli.memory.retrieval import Retriever
 from pllm_cli.memory.store import ChromaStore
 from pllm_cli.paths import Paths
 from pllm_cli.runtime import LlamaCppModel

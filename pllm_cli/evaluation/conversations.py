@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 import tempfile
 import uuid
-from dataclasses import replace
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 

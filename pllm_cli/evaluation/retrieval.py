@@ -13,9 +13,9 @@ from typing import Any
 
 from pllm_cli.embedding import Embedder
 from pllm_cli.evaluation.conversations import conversation_memories
-from pllm_cli.memory.remote import MemoryServer
 from pllm_cli.evaluation.locomo import aggregate, evidence_share, extract_questions, recall_at_k
 from pllm_cli.memory.passages import passage_tokens
+from pllm_cli.memory.remote import MemoryServer
 from pllm_cli.memory.retrieval import POOL, Retriever, Techniques
 from pllm_cli.memory.store import SEARCH_MODES, SearchMode
 

@@ -94,24 +94,23 @@ class ChromaStore:
         self.remote: RemoteVectors | None = None
         try:
             self._check_model()
-            self._check_mirror()
+            mirrors = self._check_mirror()
             if server is not None:
                 self.remote = RemoteVectors(server, embedding_model, HNSW)
+                if mirrors is None:  # a new index: it mirrors this server's memory from now on
+                    self.index.set_meta(MIRRORS, f"{server.database}/{server.persona}")
                 self.sync(only_if_changed=True)
         except BaseException:
             self.index.close()
             raise
 
-    def _check_mirror(self) -> None:
-        """An index mirrors one memory server's collections, or none (the embedded store): never both."""
+    def _check_mirror(self) -> str | None:
+        """An index mirrors one memory server's collections, or none (the embedded store): never both. Returns
+        what it mirrors (None for a new index)."""
         mirrors = self.index.get_meta(MIRRORS)
         wanted = f"{self.server.database}/{self.server.persona}" if self.server is not None else None
-        if mirrors == wanted:
-            return
-        if mirrors is None and self.index.count() == 0:
-            if wanted is not None:
-                self.index.set_meta(MIRRORS, wanted)
-            return
+        if mirrors == wanted or (mirrors is None and self.index.count() == 0):
+            return mirrors
         if mirrors is None:
             raise StoreError(
                 f"the memory in {self.directory} is embedded (its vectors are in this home), not on a server",
