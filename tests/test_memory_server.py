@@ -256,3 +256,28 @@ def test_the_collections_a_server_memory_uses(chroma_server: ChromaServer, datab
         store.close()
         assert time.perf_counter() - started < 10
     assert sorted(server_documents(chroma_server, database)) == ["pllm.work.1", "pllm.work.live"]
+
+
+def test_an_ingest_cut_short_by_the_server_is_redone_by_the_next_one(
+    run: Any, fake_models: Any, url: str, notes: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server lost between Chroma's delete and its upsert: exit 12, the file's old sha256 stays in the
+    home's index (written last), so the next ingest writes the file again."""
+    import httpx
+    from chromadb.api.models.Collection import Collection
+
+    assert run("ingest", notes).exit_code == 0
+    (notes / "kyoto.md").write_text("# Trip\n\nIn the end we went to Osaka.\n")
+
+    def lost(*args: Any, **kwargs: Any) -> None:
+        raise httpx.ConnectError("connection refused")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Collection, "upsert", lost)
+        cut = run("ingest", notes)
+    assert cut.exit_code == ExitCode.UNREACHABLE and "Traceback" not in cut.stderr
+    again = run("ingest", notes, "--json")
+    assert json.loads(again.stdout)["summary"]["updated"] == 1
+    assert search(run, notes.parent / "other", "Osaka")[0]["source"].endswith("kyoto.md")  # another home too
+    assert run("memory", "sync", "--json").exit_code == 0
+    assert run("--memory-url", "", "--home", notes.parent / "third", "memory", "sync").exit_code == ExitCode.INPUT
