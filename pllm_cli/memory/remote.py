@@ -346,7 +346,9 @@ class RemoteVectors:
         self._collection = None
 
     def close(self) -> None:
+        """Let go of the connection (the client's shared system stops with the last client of this server)."""
         self._collection = None
+        self.client.close()
 
 
 def _number(server: MemoryServer, name: str) -> int | None:
