@@ -281,3 +281,15 @@ def test_an_ingest_cut_short_by_the_server_is_redone_by_the_next_one(
     assert search(run, notes.parent / "other", "Osaka")[0]["source"].endswith("kyoto.md")  # another home too
     assert run("memory", "sync", "--json").exit_code == 0
     assert run("--memory-url", "", "--home", notes.parent / "third", "memory", "sync").exit_code == ExitCode.INPUT
+
+
+def test_a_forget_rule_of_one_home_holds_in_the_others_ingests(
+    run: Any, fake_models: Any, tmp_path: Path, url: str, notes: Path
+) -> None:
+    laptop, desktop = tmp_path / "laptop", tmp_path / "desktop"
+    assert run("--home", laptop, "ingest", notes).exit_code == 0
+    assert run("--home", laptop, "memory", "forget", "--speaker", "Zoe").exit_code == 0
+    copy = chat(tmp_path / "desktop-copy.jsonl", [("Zoe", f"did I say {SECRET}?"), ("Maya", "you did")])
+    assert run("--home", desktop, "ingest", copy).exit_code == 0
+    assert SECRET not in json.dumps(search(run, laptop, SECRET))
+    assert search(run, laptop, "you did")  # Maya's message went in

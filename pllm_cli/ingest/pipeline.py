@@ -314,8 +314,7 @@ def forget_by_rule(
 ) -> list[ForgetResult]:
     """Store `rule` (so later ingests keep to it) and apply it now to every source it touches. The caller ends
     with store.finish_forgetting() (as forget_memory does), which compacts SQLite and rebuilds the vector store."""
-    store.mark_forgetting()
-    store.index.add_forget_rule(rule.kind, rule.value)
+    store.mark_forgetting([rule])
     touched: dict[str, list[Chunk]] = {}
     for chunk in store.index.iter_chunks():
         if rule.touches(chunk):

@@ -3,9 +3,10 @@
 On the server (in the database the URL names, Chroma's default one if none), a persona's memory is
 - `pllm.<persona>.live`: holds no records; its metadata names the live generation, {"live": "pllm.<persona>.3"};
 - `pllm.<persona>.<n>`: the generations. Each record is a chunk: its vector, its structured fields as the
-  document (JSON) and small metadata (memory/mirror.py). The collection's metadata holds the embedding model and
-  `revision`, a random value each writer replaces after writing: a client whose local index was synced at
-  another revision syncs again (ChromaStore).
+  document (JSON) and small metadata (memory/mirror.py). The collection's metadata holds the embedding model,
+  the forget rules any client stored (every client's ingests keep to them), and `revision`, a random value
+  each writer replaces after writing: a client whose local index was synced at another revision syncs again
+  (ChromaStore).
 
 A forget cannot swap a directory on someone else's machine, so it does on the server what generations.py does
 on disk: the records that remain are copied into generation n+1, the pointer is switched (one metadata write),
@@ -15,6 +16,7 @@ the next rebuild); after it, n+1 is live and whole (n is a leftover, deleted by 
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -298,6 +300,17 @@ class RemoteVectors:
         self.collection.modify(metadata={**current, "revision": new})
         return str(current.get("revision", "")), new
 
+    def forget_rules(self) -> list[tuple[str, str]]:
+        """The forget rules stored with this memory by any client: (kind, value)."""
+        return [(str(kind), str(value)) for kind, value in json.loads(self.metadata().get("forget_rules") or "[]")]
+
+    def add_forget_rules(self, rules: Sequence[tuple[str, str]]) -> None:
+        """Store forget rules with the memory (the live generation's metadata: a rebuild copies them along)."""
+        current = self.metadata()
+        known = {(str(k), str(v)) for k, v in json.loads(current.get("forget_rules") or "[]")}
+        merged = sorted(known | {(str(k), str(v)) for k, v in rules})
+        self.collection.modify(metadata={**current, "forget_rules": json.dumps(merged)})
+
     def count(self) -> int:
         return int(self.read(lambda c: c.count()))
 
@@ -315,7 +328,7 @@ class RemoteVectors:
             if target in [c if isinstance(c, str) else c.name for c in self.client.list_collections()]:
                 self.client.delete_collection(target)  # left by a rebuild cut short
             new = GuardedCollection(
-                self._create(target, {**(old.metadata or {}), "revision": uuid.uuid4().hex}, hnsw), self.server
+                self._create(target, {**self.metadata(), "revision": uuid.uuid4().hex}, hnsw), self.server
             )
         for start in range(0, len(kept), BATCH):
             batch = kept[start : start + BATCH]

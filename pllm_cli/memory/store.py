@@ -130,6 +130,8 @@ class ChromaStore:
         if only_if_changed and revision == self.index.get_meta(SYNCED_AT):
             return Synced()
         done = sync(self.index, self.remote.collection)
+        for kind, value in self.remote.forget_rules():  # rules another client stored: this one's ingests too
+            self.index.add_forget_rule(kind, value)
         self.index.set_meta(SYNCED_AT, revision)
         return done
 
@@ -270,6 +272,8 @@ class ChromaStore:
         self.index.set_meta(FORGET_MARK, "1")
         for rule in rules:
             self.index.add_forget_rule(rule.kind, rule.value)
+        if self.remote is not None and rules:  # the other clients keep to them in their ingests too
+            self.remote.add_forget_rules([(rule.kind, rule.value) for rule in rules])
 
     def finish_forgetting(self) -> Rebuilt | None:
         """If marked: compact SQLite, copy the remaining vectors into a fresh Chroma generation (rebuild.py),
