@@ -293,3 +293,33 @@ def test_a_forget_rule_of_one_home_holds_in_the_others_ingests(
     assert run("--home", desktop, "ingest", copy).exit_code == 0
     assert SECRET not in json.dumps(search(run, laptop, SECRET))
     assert search(run, laptop, "you did")  # Maya's message went in
+
+
+LOCOMO_DEV = Path(__file__).resolve().parents[2] / "shared" / "eval" / "locomo" / "locomo-dev.json"
+
+
+def locomo_excerpt(path: Path, sessions: int = 4) -> Path:
+    """The first LoCoMo-dev conversation's first `sessions` sessions, with the questions answered in them."""
+    sample = json.loads(LOCOMO_DEV.read_text(encoding="utf-8"))[0]
+    kept = {f"session_{n}" for n in range(1, sessions + 1)} | {f"session_{n}_date_time" for n in range(1, sessions + 1)}
+    conversation = {
+        key: value for key, value in sample["conversation"].items() if key in kept or not key.startswith("session_")
+    }
+    inside = {f"D{n}:" for n in range(1, sessions + 1)}
+    qa = [q for q in sample["qa"] if q.get("evidence") and all(e[: e.index(":") + 1] in inside for e in q["evidence"])]
+    path.write_text(json.dumps([{"sample_id": sample["sample_id"], "conversation": conversation, "qa": qa}]))
+    return path
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not LOCOMO_DEV.exists(), reason="../shared/eval/locomo/locomo-dev.json is not beside the repo")
+def test_eval_retrieval_on_locomo_with_the_real_embedder_gives_the_same_figures_on_the_server(
+    run: Any, tmp_path: Path, chroma_server: ChromaServer, database: str
+) -> None:
+    data = locomo_excerpt(tmp_path / "excerpt.json")
+    embedded = run("eval", "retrieval", data, "--json")
+    on_server = run("--memory-url", f"{chroma_server.url}/{database}", "eval", "retrieval", data, "--json")
+    assert embedded.exit_code == on_server.exit_code == 0, on_server.stderr
+    figures = [{k: v for k, v in json.loads(r.stdout).items() if k != "seconds"} for r in (embedded, on_server)]
+    assert figures[0]["questions"] >= 20
+    assert figures[0] == figures[1]
