@@ -323,3 +323,24 @@ def test_eval_retrieval_on_locomo_with_the_real_embedder_gives_the_same_figures_
     figures = [{k: v for k, v in json.loads(r.stdout).items() if k != "seconds"} for r in (embedded, on_server)]
     assert figures[0]["questions"] >= 20
     assert figures[0] == figures[1]
+
+
+def test_prune_and_moves_only_touch_the_sources_this_home_ingested(
+    run: Any, fake_models: Any, tmp_path: Path, url: str, notes: Path
+) -> None:
+    """The laptop's files do not exist on the desktop: the desktop's --prune keeps them, and a copy of one of
+    them on the desktop is a new source there, not the laptop's file moved."""
+    import shutil
+
+    laptop, desktop = tmp_path / "laptop", tmp_path / "desktop"
+    assert run("--home", laptop, "ingest", notes).exit_code == 0
+    elsewhere = tmp_path / "desktop-notes"
+    elsewhere.mkdir()
+    shutil.copy(notes / "kyoto.md", elsewhere / "kyoto-copy.md")
+    shutil.move(notes, tmp_path / "laptop-only")  # as seen from the desktop: the laptop's paths are missing
+    report = json.loads(run("--home", desktop, "ingest", elsewhere, "--prune", "--json").stdout)["summary"]
+    assert (report["added"], report["moved"], report["pruned"]) == (1, 0, 0)
+    sources = json.loads(run("--home", laptop, "memory", "stats", "--json").stdout)["sources"]
+    assert sources == 3
+    report = json.loads(run("--home", laptop, "ingest", elsewhere, "--prune", "--json").stdout)["summary"]
+    assert report["pruned"] == 2  # the laptop's own, whose files are gone

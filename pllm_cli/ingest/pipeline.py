@@ -176,7 +176,7 @@ def ingest_paths(
         report.files.append(result)
         emit(IngestEvent("file", result=result))
     if prune:
-        gone = [record for record in store.sources() if not Path(record.source).exists()]
+        gone = [r for r in store.sources() if not Path(r.source).exists() and store.ingested_here(r.source)]
         if gone:
             store.mark_forgetting()
         for record in gone:
@@ -208,7 +208,12 @@ def ingest_file(
         return FileResult(source, "unchanged", previous.format, previous.chunks)
     if previous is None:
         moved_from = next(
-            (r for r in store.sources_with_key(key) if r.source != source and not Path(r.source).exists()), None
+            (
+                r
+                for r in store.sources_with_key(key)
+                if r.source != source and not Path(r.source).exists() and store.ingested_here(r.source)
+            ),
+            None,
         )
         if moved_from is not None:  # renamed or moved: same content, nothing to embed again
             store.rename_source(moved_from.source, source)

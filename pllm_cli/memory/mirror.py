@@ -24,9 +24,10 @@ from pllm_cli.memory.records import Chunk, SourceRecord
 PAGE = 5000
 
 
-def record_metadata(record: SourceRecord, chunk: Chunk) -> dict[str, str | int]:
-    """A chunk's metadata on the server: its source's record and its fingerprint."""
+def record_metadata(record: SourceRecord, chunk: Chunk, origin: str) -> dict[str, str | int]:
+    """A chunk's metadata on the server: its source's record, its fingerprint, and the home that wrote it."""
     return {
+        "origin": origin,
         "source": chunk.source,
         "sha256": record.sha256,
         "format": record.format,
@@ -46,11 +47,11 @@ def record_document(chunk: Chunk) -> str:
     return json.dumps(data, ensure_ascii=False)
 
 
-def payload(record: SourceRecord, chunks: Sequence[Chunk]) -> dict[str, Any]:
-    """The documents and metadatas of `chunks` for an upsert or update."""
+def payload(record: SourceRecord, chunks: Sequence[Chunk], origin: str) -> dict[str, Any]:
+    """The documents and metadatas of `chunks` for an upsert or update, written by the home `origin`."""
     return {
         "documents": [record_document(c) for c in chunks],
-        "metadatas": [record_metadata(record, c) for c in chunks],
+        "metadatas": [record_metadata(record, c, origin) for c in chunks],
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -50,6 +51,7 @@ FORGET_MARK = "forget_pending"
 # server's revision it was last synced at (memory/remote.py).
 MIRRORS = "mirrors"
 SYNCED_AT = "server_revision"
+HOME_ID = "home_id"
 T = TypeVar("T")
 
 
@@ -61,6 +63,7 @@ class MemoryStore(Protocol):
         self, record: SourceRecord, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]
     ) -> None: ...
     def remove_source(self, source: str) -> int: ...
+    def ingested_here(self, source: str) -> bool: ...
     def rename_source(self, old: str, new: str) -> None: ...
     def sources_with_key(self, sha256: str) -> list[SourceRecord]: ...
     def record_failure(self, source: str, reason: str) -> None: ...
@@ -155,7 +158,7 @@ class ChromaStore:
             chunks = self.index.get(ids)
             for start in range(0, len(ids), 1000):
                 batch = [chunks[i] for i in ids[start : start + 1000]]
-                self.collection.update(ids=[c.id for c in batch], metadatas=payload(record, batch)["metadatas"])
+                self.collection.update(ids=[c.id for c in batch], metadatas=self._records(record, batch)["metadatas"])
 
     def describe(self) -> dict[str, Any]:
         """Which memory is in use, for `pllm status`."""
@@ -328,7 +331,24 @@ class ChromaStore:
         """What Chroma stores besides the vectors: the source (embedded), or the whole record (on a server)."""
         if self.remote is None or record is None:
             return {"metadatas": [{"source": c.source} for c in chunks]}
-        return payload(record, chunks)
+        return payload(record, chunks, self.home_id)
+
+    @property
+    def home_id(self) -> str:
+        """This home's name for itself on a memory server (a random value, made once)."""
+        found = self.index.get_meta(HOME_ID)
+        if found is None:
+            found = uuid.uuid4().hex
+            self.index.set_meta(HOME_ID, found)
+        return found
+
+    def ingested_here(self, source: str) -> bool:
+        """Whether this home wrote `source` (always, embedded). On a server, another machine's source is not
+        pruned or taken as moved here because its path is missing on this machine."""
+        if self.remote is None:
+            return True
+        found = self._read(lambda c: c.get(where={"source": source}, limit=1, include=["metadatas"]))
+        return not found["ids"] or found["metadatas"][0].get("origin", self.home_id) == self.home_id
 
     def remove_source(self, source: str) -> int:
         """SQLite first: should the vectors outlive a crash, search skips them and the next rebuild drops them."""
