@@ -344,3 +344,20 @@ def test_prune_and_moves_only_touch_the_sources_this_home_ingested(
     assert sources == 3
     report = json.loads(run("--home", laptop, "ingest", elsewhere, "--prune", "--json").stdout)["summary"]
     assert report["pruned"] == 2  # the laptop's own, whose files are gone
+
+
+def test_a_forget_on_another_home_leaves_the_source_to_the_home_that_wrote_it(
+    run: Any, fake_models: Any, tmp_path: Path, url: str, notes: Path
+) -> None:
+    import shutil
+
+    laptop, desktop = tmp_path / "laptop", tmp_path / "desktop"
+    assert run("--home", laptop, "ingest", notes).exit_code == 0
+    shutil.move(notes, tmp_path / "laptop-only")  # the desktop cannot read the laptop's files
+    assert run("--home", desktop, "memory", "forget", "--speaker", "Zoe").exit_code == 0  # in the stored chunks
+    (tmp_path / "empty").mkdir()
+    summary = json.loads(run("--home", desktop, "ingest", tmp_path / "empty", "--prune", "--json").stdout)["summary"]
+    assert summary["pruned"] == 0
+    assert search(run, laptop, "Tofu") and SECRET not in json.dumps(search(run, laptop, SECRET))
+    summary = json.loads(run("--home", laptop, "ingest", tmp_path / "empty", "--prune", "--json").stdout)["summary"]
+    assert summary["pruned"] == 2

@@ -47,7 +47,7 @@ def record_document(chunk: Chunk) -> str:
     return json.dumps(data, ensure_ascii=False)
 
 
-def payload(record: SourceRecord, chunks: Sequence[Chunk], origin: str) -> dict[str, Any]:
+def payload(record: SourceRecord, origin: str, chunks: Sequence[Chunk]) -> dict[str, Any]:
     """The documents and metadatas of `chunks` for an upsert or update, written by the home `origin`."""
     return {
         "documents": [record_document(c) for c in chunks],

@@ -158,7 +158,9 @@ class ChromaStore:
             chunks = self.index.get(ids)
             for start in range(0, len(ids), 1000):
                 batch = [chunks[i] for i in ids[start : start + 1000]]
-                self.collection.update(ids=[c.id for c in batch], metadatas=self._records(record, batch)["metadatas"])
+                self.collection.update(
+                    ids=[c.id for c in batch], metadatas=self._records(record, batch, kept=True)["metadatas"]
+                )
 
     def describe(self) -> dict[str, Any]:
         """Which memory is in use, for `pllm status`."""
@@ -327,11 +329,17 @@ class ChromaStore:
         self.index.replace_source(record, chunks)
         self._written()
 
-    def _records(self, record: SourceRecord | None, chunks: Sequence[Chunk]) -> dict[str, Any]:
-        """What Chroma stores besides the vectors: the source (embedded), or the whole record (on a server)."""
+    def _records(self, record: SourceRecord | None, chunks: Sequence[Chunk], kept: bool = False) -> dict[str, Any]:
+        """What Chroma stores besides the vectors: the source (embedded), or the whole record (on a server),
+        written by this home, or `kept` by the home that wrote the source (a forget or rename changing it)."""
         if self.remote is None or record is None:
             return {"metadatas": [{"source": c.source} for c in chunks]}
-        return payload(record, chunks, self.home_id)
+        return payload(record, self._origin(chunks[0].id) if kept and chunks else self.home_id, chunks)
+
+    def _origin(self, chunk_id: str) -> str:
+        """The home that wrote this chunk's source, as the server says (this one if it does not say)."""
+        found = self._read(lambda c: c.get(ids=[chunk_id], include=["metadatas"]))
+        return str(found["metadatas"][0].get("origin", self.home_id)) if found["ids"] else self.home_id
 
     @property
     def home_id(self) -> str:
@@ -363,10 +371,16 @@ class ChromaStore:
 
         if chunks:
             extra = self._records(None, chunks)
-            if self.remote is not None:  # each chunk with its own source's record
-                records = {c.source: self.index.source(c.source) for c in chunks}
-                rows = [self._records(records[c.source], [c]) for c in chunks]
-                extra = {key: [row[key][0] for row in rows] for key in ("documents", "metadatas")}
+            if self.remote is not None:  # each chunk with its own source's record, by the home that wrote it
+                written: dict[str, tuple[SourceRecord, str]] = {}
+                for c in chunks:
+                    record = self.index.source(c.source)
+                    if c.source not in written and record is not None:
+                        written[c.source] = (record, self._origin(c.id))
+                rows = [payload(*written[c.source], [c]) if c.source in written else {} for c in chunks]
+                extra = {key: [row[key][0] for row in rows if row] for key in ("documents", "metadatas")}
+                if len(extra["metadatas"]) != len(chunks):
+                    raise StoreError("chunks of a source this memory does not hold cannot be rewritten")
             self.collection.upsert(
                 ids=[c.id for c in chunks], embeddings=numpy.asarray(vectors, dtype=numpy.float32), **extra
             )
@@ -399,7 +413,7 @@ class ChromaStore:
                 self.collection.update(ids=batch, metadatas=[{"source": new}] * len(batch))
             else:  # the records carry the source too
                 chunks = [replace(stored[i], source=new) for i in batch]
-                self.collection.update(ids=batch, metadatas=self._records(renamed, chunks)["metadatas"])
+                self.collection.update(ids=batch, metadatas=self._records(renamed, chunks, kept=True)["metadatas"])
         self.index.rename_source(old, new)
         self._written()
 
