@@ -361,3 +361,42 @@ def test_a_forget_on_another_home_leaves_the_source_to_the_home_that_wrote_it(
     assert search(run, laptop, "Tofu") and SECRET not in json.dumps(search(run, laptop, SECRET))
     summary = json.loads(run("--home", laptop, "ingest", tmp_path / "empty", "--prune", "--json").stdout)["summary"]
     assert summary["pruned"] == 2
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_forget_cut_short_on_the_server_leaves_one_whole_generation_and_is_finished_later(
+    run: Any,
+    fake_models: Any,
+    url: str,
+    notes: Path,
+    chroma_server: ChromaServer,
+    database: str,
+    monkeypatch: pytest.MonkeyPatch,
+    when: str,
+) -> None:
+    """Cut before the pointer moves: generation 1 stays live and whole, 2 is a leftover, and the next ingest
+    finishes the forget. Cut after: 2 is live, and the next command deletes 1."""
+    from pllm_cli.errors import StoreError
+    from pllm_cli.memory.remote import RemoteVectors
+
+    assert run("ingest", notes).exit_code == 0
+    real = RemoteVectors._switch
+
+    def cut(self: RemoteVectors, target: str) -> None:
+        if when == "after":
+            real(self, target)
+        raise StoreError("cut short")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RemoteVectors, "_switch", cut)
+        assert run("memory", "forget", "--speaker", "Zoe").exit_code == ExitCode.STORE
+    documents = server_documents(chroma_server, database)
+    assert sorted(documents) == ["pllm.default.1", "pllm.default.2", "pllm.default.live"]
+    live = "pllm.default.1" if when == "before" else "pllm.default.2"
+    assert search(run, notes.parent / "reader", "Kyoto")  # another home reads the live one
+    if when == "before":
+        assert len(documents[live]) == 2  # whole: the forget's rewrite of the chat is in, its rebuild is not
+        assert run("ingest", notes).exit_code == 0  # finishes it
+    documents = server_documents(chroma_server, database)
+    assert sorted(documents) == ["pllm.default.2", "pllm.default.live"]
+    assert not any(SECRET in d for d in documents["pllm.default.2"])

@@ -343,12 +343,17 @@ class RemoteVectors:
             )
         if new.count() != len(kept):
             raise StoreError(f"the rebuilt memory on the server holds {new.count()} records, not {len(kept)}")
+        self._switch(target)
+        self._collection, self._live = new, target
+        with translated(self.server):
+            self.client.delete_collection(old.name)
+        return target, len(kept), len(chunk_ids) - len(kept)
+
+    def _switch(self, target: str) -> None:
+        """Make `target` the live generation: one metadata write."""
         with translated(self.server):
             head = dict(self.client.get_collection(self.server.head_name).metadata or {})
             self.head.modify(metadata={**head, "live": target})
-            self.client.delete_collection(old.name)
-        self._collection, self._live = new, target
-        return target, len(kept), len(chunk_ids) - len(kept)
 
     def drop(self) -> None:
         """Delete every collection of this memory from the server (a temporary memory: pllm eval)."""
