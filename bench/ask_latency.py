@@ -1,9 +1,12 @@
 """Latency and memory of `pllm ask` in a cold process, against bare llama.cpp, and of `pllm --help`.
 
 In one run:
-1. ingest examples/ (README.md excluded, as `make demo` does) into a fresh temporary PLLM_HOME;
-2. REPEATS x `pllm ask --json --seed 1 QUESTION`, each a new process: wall time, the JSON timings (time to first
-   token, total = prepare + generate) and the peak RSS of that process (os.wait4 gives each child's own);
+1. ingest examples/ (README.md excluded, as `make demo` does) into a fresh temporary PLLM_HOME, and build the
+   profile (`pllm profile refresh`; --no-profile leaves it out);
+2. REPEATS x two `pllm ask --json --seed 1 QUESTION`, each a new process: the first with the prefix cache emptied
+   (the prompt's stable beginning, system prompt and the profile's core, is evaluated and stored), the second
+   with it (restored from disk): wall time, the JSON timings (time to first token, total = prepare + generate)
+   and the peak RSS of that process (os.wait4 gives each child's own);
 3. the baseline: REPEATS x a subprocess that only imports llama_cpp (and registers its CPU variant), loads the same
    GGUF with the same context and threads, evaluates a prompt of the same token count as pllm's and generates the
    same number of tokens;
@@ -32,6 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from common import OtherLoad, clean_env, measured, pllm_command  # noqa: E402  (bench/ is on sys.path when a script here runs)
 
+from pllm_cli.paths import Paths  # noqa: E402
+from pllm_cli.prefix_cache import PrefixCache  # noqa: E402
 from pllm_cli.runtime import bundled_model_path  # noqa: E402
 
 DEFAULT_QUESTION = "Who is my manager, and when is my project deadline?"  # the Makefile's DEMO_QUESTION
@@ -90,6 +95,7 @@ def main() -> None:
     parser.add_argument("--help-runs", type=int, default=10, help="runs of `pllm --help` (default 10)")
     parser.add_argument("--json", action="store_true", help="JSON object on stdout instead of the text report")
     parser.add_argument("--busy", action="store_true", help="keep one core busy the whole time (a spinning process)")
+    parser.add_argument("--no-profile", action="store_true", help="ask without a profile (no `pllm profile refresh`)")
     args = parser.parse_args()
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
     try:
@@ -102,7 +108,9 @@ def main() -> None:
 
 def run(args: argparse.Namespace) -> None:
 
-    asks: list[dict[str, float]] = []
+    asks: list[dict[str, float]] = []  # with the prompt's stable beginning restored from disk
+    uncached: list[dict[str, float]] = []  # the same, the prefix cache emptied first
+    sources: dict[bool, list[str]] = {False: [], True: []}
     answers: list[str] = []
     prompt_tokens = 0
     load = OtherLoad()
@@ -116,13 +124,20 @@ def run(args: argparse.Namespace) -> None:
             stderr=subprocess.PIPE,
             check=True,
         )
+        if not args.no_profile:
+            log("building the profile ...")
+            subprocess.run([*pllm_command(), "profile", "refresh"], env=env, capture_output=True, check=True)
+        cache = PrefixCache(Paths(Path(env["PLLM_HOME"])).prefix_cache_dir)
         for repeat in range(args.repeats):
-            out, wall, rss = measured([*pllm_command(), "ask", "--json", "--seed", "1", args.question], env)
-            reply: dict[str, Any] = json.loads(out)
-            timings = reply["timings"]
-            prompt_tokens = int(reply["prompt"]["tokens"].get("prompt_total", 0))
-            asks.append(
-                {
+            for cached in (False, True):
+                if not cached:
+                    cache.clear()
+                out, wall, rss = measured([*pllm_command(), "ask", "--json", "--seed", "1", args.question], env)
+                reply: dict[str, Any] = json.loads(out)
+                timings = reply["timings"]
+                prompt_tokens = int(reply["prompt"]["tokens"].get("prompt_total", 0))
+                stable = reply["prompt"].get("stable_prefix") or {}
+                row = {
                     "wall_s": wall,
                     "retrieve_s": timings.get("retrieve_s", 0.0),
                     "prepare_s": timings.get("prepare_s", 0.0),
@@ -131,11 +146,17 @@ def run(args: argparse.Namespace) -> None:
                     "total_s": timings.get("prepare_s", 0.0) + timings.get("generate_s", 0.0),
                     "completion_pieces": float(reply["completion_pieces"]),
                     "prompt_tokens": float(prompt_tokens),
+                    "stable_tokens": float(stable.get("tokens", 0)),
                     "peak_rss_mb": rss,
                 }
-            )
-            answers.append(reply["answer"])
-            log(f"ask {repeat + 1}: {wall:.2f} s wall, {rss:.0f} MB, {reply['completion_pieces']} pieces")
+                (asks if cached else uncached).append(row)
+                sources[cached].append(stable.get("from", "none"))
+                answers.append(reply["answer"])
+                log(
+                    f"ask {repeat + 1} ({'beginning from disk' if cached else 'cache emptied'}): {wall:.2f} s wall, "
+                    f"first token {row['first_token_s']:.2f} s, {rss:.0f} MB, {reply['completion_pieces']} pieces, "
+                    f"stable beginning {stable.get('tokens', 0)} tokens ({stable.get('from', 'none')})"
+                )
 
         generated = max(1, int(statistics.median(row["completion_pieces"] for row in asks)))
         threads = os.cpu_count() or 1
@@ -164,6 +185,12 @@ def run(args: argparse.Namespace) -> None:
         "answers_identical": len(set(answers)) == 1,
         "answer": answers[0],
         "pllm_ask": {"runs": [{k: round(v, 3) for k, v in row.items()} for row in asks], "median": summary(asks)},
+        "pllm_ask_cache_emptied": {
+            "runs": [{k: round(v, 3) for k, v in row.items()} for row in uncached],
+            "median": summary(uncached),
+        },
+        "stable_beginning_from": {"cache_emptied": sources[False], "cached": sources[True]},
+        "profile": not args.no_profile,
         "bare_llama_cpp": {
             "runs": [{k: round(v, 3) for k, v in row.items()} for row in baseline_rows],
             "median": summary(baseline_rows),
@@ -180,21 +207,30 @@ def run(args: argparse.Namespace) -> None:
         print(json.dumps(result, indent=2, ensure_ascii=False))
         return
     ask, base = result["pllm_ask"]["median"], result["bare_llama_cpp"]["median"]
+    cold = result["pllm_ask_cache_emptied"]["median"]
     print(f"question: {args.question}")
     print(f"answer (seed 1, identical in all runs: {result['answers_identical']}): {answers[0]!r}")
     print(
-        f"pllm ask --json, {args.repeats} cold processes (median; prompt {prompt_tokens} tokens, "
+        f"pllm ask --json, {args.repeats} x 2 cold processes ({'with' if result['profile'] else 'without'} a profile; "
+        f"prompt {prompt_tokens} tokens, of which the stable beginning {ask['stable_tokens']:.0f}; "
         f"{ask['completion_pieces']:.0f} pieces generated)"
     )
-    for row in asks:
+    for label, rows in (("prefix cache emptied first", uncached), ("stable beginning from the prefix cache", asks)):
+        print(f"  {label}:")
+        for row in rows:
+            print(
+                f"    wall {row['wall_s']:.2f} s  first token {row['first_token_s']:.2f} s  total {row['total_s']:.2f}"
+                f" s (retrieve {row['retrieve_s']:.2f}, prepare {row['prepare_s']:.2f}, generate "
+                f"{row['generate_s']:.2f})  peak RSS {row['peak_rss_mb']:.0f} MB"
+            )
+    for label, row in (("cache emptied", cold), ("from the cache", ask)):
         print(
-            f"  wall {row['wall_s']:.2f} s  first token {row['first_token_s']:.2f} s  total {row['total_s']:.2f} s "
-            f"(retrieve {row['retrieve_s']:.2f}, prepare {row['prepare_s']:.2f}, generate {row['generate_s']:.2f})"
-            f"  peak RSS {row['peak_rss_mb']:.0f} MB"
+            f"  median, {label}: wall {row['wall_s']:.2f} s, first token {row['first_token_s']:.2f} s, total "
+            f"{row['total_s']:.2f} s, peak RSS {row['peak_rss_mb']:.0f} MB"
         )
     print(
-        f"  median: wall {ask['wall_s']:.2f} s, first token {ask['first_token_s']:.2f} s, total {ask['total_s']:.2f} s,"
-        f" peak RSS {ask['peak_rss_mb']:.0f} MB"
+        f"  the cached beginning saves {cold['first_token_s'] - ask['first_token_s']:.2f} s of the first token "
+        f"(x{ask['first_token_s'] / max(cold['first_token_s'], 1e-9):.2f})"
     )
     print(
         f"baseline: bare llama_cpp in a fresh process, same model, n_ctx {CONTEXT_SIZE}, {threads} threads, "

@@ -16,6 +16,7 @@ from pllm_cli.memory.retrieval import Retriever
 from pllm_cli.profile.render import ProfileSelection
 from pllm_cli.prompting import Budget, PromptPlan, build_messages, memory_cost
 from pllm_cli.runtime import ChatMessage, ChatModel
+from pllm_cli.user_text import require_text
 
 
 @dataclass(frozen=True)
@@ -227,12 +228,13 @@ class ChatSession:
         return str(self.profile)
 
     def ask(self, question: str) -> Reply:
-        question = question.strip()
+        question = require_text(question, "the question").strip()
         if not question:
             raise InputError("the question is empty", hint='ask something: pllm ask "what is on my list?"')
         started = time.perf_counter()
         timings: dict[str, float] = {}
         memories: list[Passage] = []
+        self.model.preload()
         if self.retriever is not None:
             cost = memory_cost(self.model.count_tokens)
             memories = self.retriever.recall(question, self.settings.memory_tokens, cost, limit=self.settings.k)
@@ -288,6 +290,9 @@ class ChatSession:
         return lambda room: source(question, room)
 
     def _remember(self, reply: Reply) -> None:
+        reuse = getattr(self.model, "prefix_reuse", None)  # LlamaCppModel's; models without a prefix cache have none
+        if reuse:
+            reply.plan.stable_prefix = {"from": reuse[0], "tokens": reuse[1]}
         self.history += [ChatMessage("user", reply.question), ChatMessage("assistant", reply.text)]
 
     def remember_partial(self) -> None:

@@ -218,12 +218,30 @@ def config_from_values(values: Mapping[str, Any], origin: str) -> Config:
 
 
 def set_value(path: Path, key: str, raw: str) -> Any:
-    """Validate and store one setting in the config file; returns the stored value."""
+    """Validate and store one setting in the config file; returns the stored value. An embedding model is
+    checked now, not at the next search: a memory cannot be searched without the model it was built with."""
     value = parse_value(key, raw, "command line")
+    if key == "embedding_model" and value:
+        check_embedding_folder(Path(value).expanduser())
     current = read_config_file(path)
     current[key] = value
     write_private_text(path, dump_toml(current))
     return value
+
+
+def check_embedding_folder(folder: Path) -> None:
+    """A ConfigError unless `folder` holds a sentence-transformers model (its config.json or modules.json)."""
+    if not folder.is_dir():
+        problem = "no such folder" if not folder.exists() else "not a folder"
+        raise ConfigError(
+            f"embedding_model: {problem}: {folder}",
+            hint="give the folder of a sentence-transformers model, or `pllm config unset embedding_model`",
+        )
+    if not (folder / "config.json").is_file() and not (folder / "modules.json").is_file():
+        raise ConfigError(
+            f"embedding_model: {folder} holds no sentence-transformers model (no config.json or modules.json)",
+            hint="give the folder of a sentence-transformers model, or `pllm config unset embedding_model`",
+        )
 
 
 def unset_value(path: Path, key: str) -> None:

@@ -17,6 +17,7 @@ from pllm_cli.memory.remote import MemoryServer
 from pllm_cli.memory.retrieval import Retriever
 from pllm_cli.memory.store import ChromaStore
 from pllm_cli.paths import Paths
+from pllm_cli.prefix_cache import PrefixCache
 from pllm_cli.runtime import LlamaCppModel
 
 
@@ -60,6 +61,7 @@ class AppContext:
             context_size=self.config.context_size,
             threads=self.config.threads,
             load=self.load,
+            prefix_cache=PrefixCache(self.paths.prefix_cache_dir),
         )
 
     @contextmanager

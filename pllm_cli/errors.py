@@ -35,6 +35,12 @@ class PllmError(Exception):
             self.exit_code = exit_code
 
 
+class UsageError(PllmError):
+    """A bad command line the parser could not catch: an option value outside its choices, an unusable --home."""
+
+    exit_code = ExitCode.USAGE
+
+
 class InputError(PllmError):
     exit_code = ExitCode.INPUT
 

@@ -81,6 +81,11 @@ class Paths:
         """The bearer token `pllm serve --http` asks of every HTTP request (0600, made on first use)."""
         return self.root / "serve-token"
 
+    @property
+    def prefix_cache_dir(self) -> Path:
+        """llama.cpp's state after the prompts' fixed beginnings (prefix_cache.py), for all personas."""
+        return self.root / "prefix-cache"
+
     def as_dict(self) -> dict[str, str]:
         return {
             "home": str(self.root),
@@ -89,6 +94,34 @@ class Paths:
             "memory": str(self.memory_dir),
             "profile": str(self.profile_file),
         }
+
+
+def home_problem(root: Path) -> str:
+    """Why `root` cannot be pllm's home ("" if it can): a file, or a folder that cannot be created."""
+    if root.exists():
+        return "" if root.is_dir() else f"{root} is a file, not a folder"
+    parent = root.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"cannot create {root}: {parent} is a file, not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot create {root}: {parent} is not writable"
+    return ""
+
+
+def tighten_home(root: Path) -> None:
+    """Make an existing home 0700 (one made by pllm is already), if it is the user's and looks like pllm's
+    (it holds config.toml or personas/, or is empty): `--home ~` must not lock up the user's own folder."""
+    try:
+        info = root.stat()
+        if not root.is_dir() or info.st_uid != os.geteuid() or info.st_mode & 0o077 == 0:
+            return
+        ours = (root / "config.toml").exists() or (root / "personas").is_dir() or not any(root.iterdir())
+        if ours:
+            os.chmod(root, 0o700)
+    except OSError:  # not ours to change, or gone: the command itself will say what is wrong
+        return
 
 
 def ensure_private_dir(path: Path) -> Path:

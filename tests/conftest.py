@@ -147,6 +147,9 @@ class FakeChatModel:
     calls: list[dict[str, Any]] = field(default_factory=list)
     fact_answers: dict[str, str] = field(default_factory=dict)
 
+    def preload(self) -> None:
+        pass
+
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
@@ -225,7 +228,7 @@ def fake_models(monkeypatch: pytest.MonkeyPatch) -> FakeChatModel:
     model = FakeChatModel()
 
     def make_model(
-        path: Path | None = None, context_size: int = 4096, threads: int = 0, load: Any = None
+        path: Path | None = None, context_size: int = 4096, threads: int = 0, load: Any = None, prefix_cache: Any = None
     ) -> FakeChatModel:
         model.context_size = context_size
         return model

@@ -157,3 +157,20 @@ def test_a_question_about_the_wrong_person_says_who_it_was(
     reply = ChatSession(fake_model, Retriever(store, fake_embedder)).ask("What did Caroline realize after her race?")
     assert "".join(reply) == "Self-care matters. (not in my memories: that was Melanie, not Caroline [1])"
     assert reply.cited == [] and reply.to_dict()["grounding"]["misattribution"]["speaker"] == "Melanie"
+
+
+def test_the_model_begins_loading_before_the_memories_are_searched(
+    retriever: Retriever, fake_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cold ask loads the model while it retrieves (LlamaCppModel.preload loads in a thread)."""
+    order: list[str] = []
+    monkeypatch.setattr(fake_model, "preload", lambda: order.append("preload"), raising=False)
+    search = retriever.recall
+
+    def recall(*args: Any, **kwargs: Any) -> Any:
+        order.append("recall")
+        return search(*args, **kwargs)
+
+    monkeypatch.setattr(retriever, "recall", recall)
+    ChatSession(fake_model, retriever).ask("Who is my manager?")
+    assert order == ["preload", "recall"]

@@ -215,7 +215,7 @@ def test_profile_show_without_profile(run) -> None:  # type: ignore[no-untyped-d
 
 
 def test_unknown_search_mode(run) -> None:  # type: ignore[no-untyped-def]
-    assert_clean_error(run("memory", "search", "--mode", "fuzzy", "x"), ExitCode.INPUT, "unknown search mode")
+    assert_clean_error(run("memory", "search", "--mode", "fuzzy", "x"), ExitCode.USAGE, "unknown search mode")
 
 
 def test_empty_question(run, fake_models) -> None:  # type: ignore[no-untyped-def]

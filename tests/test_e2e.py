@@ -137,6 +137,9 @@ class RecordingModel:
     def context_size(self) -> int:
         return int(self.model.context_size)
 
+    def preload(self) -> None:
+        self.model.preload()
+
     def count_tokens(self, text: str) -> int:
         return int(self.model.count_tokens(text))
 

@@ -339,10 +339,16 @@ def test_whatsapp_day_month_order_is_decided_per_file(lines: list[str], expected
     assert document.messages[0].time == expected
 
 
-def test_whatsapp_invalid_date_is_an_input_error_with_its_line(tmp_path: Path) -> None:
-    data = b"31/12/2023, 21:41 - A: x\n31/02/2024, 10:00 - B: y\n"
-    with pytest.raises(InputError, match=r"chat\.txt line 2: invalid date") as info:
-        whatsapp.read_whatsapp(tmp_path / "chat.txt", data)
+def test_whatsapp_impossible_date_leaves_out_that_message_only_and_says_so(tmp_path: Path) -> None:
+    data = b"31/12/2023, 21:41 - A: x\n31/02/2023, 10:00 - Zoe: x\nmore of it\n01/01/2024, 09:00 - B: y\n"
+    document = whatsapp.read_whatsapp(tmp_path / "chat.txt", data)
+    assert [(m.speaker, m.text) for m in document.messages] == [("A", "x"), ("B", "y")]
+    assert document.warnings == ["chat.txt: line 2: invalid date '31/02/2023, 10:00 - Zoe: x', message left out"]
+
+
+def test_whatsapp_parse_without_warnings_still_raises_on_an_impossible_date() -> None:
+    with pytest.raises(InputError, match=r"line 2: invalid date") as info:
+        whatsapp.parse_whatsapp("31/12/2023, 21:41 - A: x\n31/02/2024, 10:00 - B: y\n", "chat")
     assert info.value.hint
 
 

@@ -675,6 +675,31 @@ def test_profile_files_are_private(files: ProfileFiles) -> None:
 # --- 7. refresh on a real memory --------------------------------------------------------------------
 
 
+def test_a_refresh_lets_others_in_after_every_statement_it_restates(memory: Memory) -> None:
+    """`between` (what `pllm serve` runs waiting questions in) comes after each restatement, so a chunk with
+    several statements is not one long step."""
+    restated: list[int] = []
+    complete = memory.model.complete
+
+    def counting(*args: Any, **kwargs: Any) -> str:
+        restated.append(len(between))
+        return complete(*args, **kwargs)
+
+    between: list[int] = []
+    memory.model.complete = counting  # type: ignore[method-assign]
+    report = manage.refresh_profile(
+        memory.files,
+        memory.store.index,
+        memory.embedder,
+        memory.model,
+        name="Maya",
+        me=ME,
+        between=lambda: between.append(1),
+    )
+    assert report.statements == 4 and report.chunks_read == 2  # 3 statements in the chat's one chunk
+    assert len(between) == 4 and restated == [0, 1, 2, 3]  # one call after each, never two restatements in a row
+
+
 def test_the_first_refresh_adds_facts_with_their_evidence(memory: Memory) -> None:
     report = memory.refresh()
     assert report.saved and report.version == 1
@@ -879,11 +904,25 @@ def test_the_budget_is_respected(room: int) -> None:
         assert selection.cut == []
 
 
-def test_facts_closest_to_the_question_come_first() -> None:
-    selection = select(render_state(), "cello orchestra", vec("cello orchestra"), 100, words)
-    assert selection.used[:2] == ["fpin0001", "f0000002"]
-    assert selection.text.split("\n")[1] == f"- {CELLO}"
-    assert "- Maya makes the best lemon cake. (told by Jonas)" in selection.text.split("\n")
+def test_after_the_core_the_facts_closest_to_the_question_fill_the_room() -> None:
+    """Room 24 (words): the pinned fact (4), the core's half of the rest holds the most confident fact (8), and
+    what is left (12) takes the fact closest to the question."""
+    cello = select(render_state(), "cello orchestra", vec("cello orchestra"), 24, words)
+    assert cello.used == ["fpin0001", "f0000001", "f0000002"]
+    assert cello.text.split("\n")[2] == f"- {CELLO}"
+    cake = select(render_state(), "lemon cake", vec("lemon cake"), 24, words)
+    assert cake.used == ["fpin0001", "f0000001", "f0000003"]
+    assert cake.text.split("\n")[2] == "- Maya makes the best lemon cake. (told by Jonas)"
+
+
+def test_the_pinned_and_most_confident_facts_begin_the_profile_for_every_question() -> None:
+    """What the prompt's cached beginning rests on (prefix_cache.py): the same first lines, whatever is asked."""
+    selections = [select(render_state(), q, vec(q), 24, words) for q in ("cello orchestra", "lemon cake", "x")]
+    assert {s.stable_lines for s in selections} == {2}
+    assert {s.stable_text for s in selections} == {"- I am vegetarian.\n- Maya works as a landscape architect."}
+    assert all(s.text.startswith(s.stable_text) for s in selections)
+    everything = select(render_state(), "x", vec("x"), 200, words)  # room for all: all of it is the core
+    assert everything.stable_lines == 4 and everything.stable_text == everything.text
 
 
 @pytest.mark.parametrize(
@@ -908,7 +947,8 @@ def test_the_writing_style_line_is_added_only_when_the_user_asks_for_their_voice
     asked = select(state, "write a message to Jonas", vec("write a message to Jonas"), 200, words)
     assert asked.voice is True
     lines = asked.text.split("\n")
-    assert lines[0] == "- I am vegetarian." and lines[1].startswith("Write as Maya writes: ")
+    assert lines[0] == "- I am vegetarian." and lines[asked.stable_lines].startswith("Write as Maya writes: ")
+    assert asked.stable_text == select(state, "Where do I live?", vec("Where"), 200, words).stable_text
     plain = select(state, "Where do I live?", vec("Where do I live?"), 200, words)
     assert plain.voice is False and "Write as" not in plain.text
     unmeasured = select(render_state(), "write a message to Jonas", vec("message"), 200, words)

@@ -188,3 +188,27 @@ def test_truncate_to_tokens_falls_back_to_words() -> None:
     text, truncated = truncate_to_tokens("Identity: Maya is a landscape architect in Gothenburg", 4, words)
     assert truncated
     assert text == "Identity: Maya is a"
+
+
+def test_the_system_message_marks_what_every_question_shares() -> None:
+    """The system prompt and the profile's stable lines are the first `stable_chars` characters of the system
+    message, the same whatever is asked; the question-dependent profile lines come after them."""
+    from pllm_cli.profile.render import ProfileSelection
+
+    def profile_for(question: str) -> object:
+        return lambda room: ProfileSelection(text=f"- core fact\n- about {question}", stable_lines=1)
+
+    plans = [
+        build_messages(q, memories=[hit(1, 5)], profile=profile_for(q), history=[], budget=budget(), count=words)  # type: ignore[arg-type]
+        for q in ("first question", "another one")
+    ]
+    heads = {p.messages[0].content[: p.messages[0].stable_chars] for p in plans}
+    assert len(heads) == 1
+    (head,) = heads
+    assert head.startswith("You are the user's personal assistant.") and head.endswith("About the user:\n- core fact")
+    assert all(p.messages[0].content != head for p in plans)  # each goes on with its own line
+    fixed = build_messages("q", memories=[], profile="Fixed text", history=[], budget=budget(), count=words)
+    assert fixed.messages[0].stable_chars == len(fixed.messages[0].content)  # a fixed profile is stable whole
+    bare = build_messages("q", memories=[], profile="", history=[], budget=budget(), count=words)
+    assert bare.messages[0].stable_chars == len(bare.messages[0].content)  # the system prompt alone
+    assert all(m.stable_chars == 0 for m in bare.messages[1:])

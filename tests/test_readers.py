@@ -302,7 +302,7 @@ TEXT_FORMATS = ["note.md", "note.txt", "page.html", "chat.jsonl"]
     [
         (b"", "the file is empty"),
         (b"  \n\n\t\n", "the file is empty"),
-        (b"abc\x00\x01\x02\x00def" * 10, "looks like a binary file"),
+        (b"abc\x00\x01\x02\x00def" * 10, "looks like a binary file (NUL byte at 3)"),
         ("Smörgåsbord på fredag".encode("latin-1"), "not valid UTF-8 (byte 2)"),
     ],
     ids=["empty", "whitespace", "binary", "latin1"],

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from conftest import FakeChatModel, Result
+from serve_support import InProcessServer
 
 from pllm_cli.chat import OPENING_CHARS
 from pllm_cli.context import AppContext
@@ -99,27 +100,11 @@ def test_the_job_queue_is_bounded_and_lets_short_jobs_past_a_long_one() -> None:
 # --- a server in this process, with the fake models ------------------------------------------------
 
 
-def start_server(home: Path) -> tuple[Server, threading.Thread]:
-    """A Server for `home`, stopped as `pllm serve` stops it: by request_stop (--stop, a signal)."""
-    server = Server(AppContext(paths=Paths.resolve(home)))
-    server.start()
-
-    def stop_when_asked() -> None:
-        server.wait()
-        server.stop()
-
-    stopper = threading.Thread(target=stop_when_asked, daemon=True)
-    stopper.start()
-    return server, stopper
-
-
 @pytest.fixture
 def serving(home: Path, fake_models: FakeChatModel) -> Iterator[Server]:
-    server, stopper = start_server(home)
-    yield server
-    server.request_stop()
-    stopper.join(30)
-    assert not stopper.is_alive()
+    running = InProcessServer(home)
+    yield running.server
+    running.stop()
 
 
 @pytest.fixture
@@ -402,7 +387,8 @@ def test_a_full_queue_answers_busy_and_no_answer_is_cut_off(
 ) -> None:
     assert run("config", "set", "serve_queue", "1").exit_code == 0
     gate = gate_the_model(fake_models)
-    server, stopper = start_server(home)
+    running = InProcessServer(home)
+    server = running.server
     try:
         first = client_process(home, "ask", QUESTION)
         wait_for(lambda: server.status()["answering"] == "ask", "the first question is being answered")
@@ -422,8 +408,7 @@ def test_a_full_queue_answers_busy_and_no_answer_is_cut_off(
         out_second, err_second = second.communicate(timeout=60)
     finally:
         gate.set()
-        server.request_stop()
-        stopper.join(30)
+        running.stop()
     assert (first.returncode, second.returncode) == (0, 0), err_first + err_second
     assert out_first == LONG_ANSWER + " [1]\n", "the first answer streamed whole"
     assert "[1] work.md" in err_first
@@ -506,14 +491,14 @@ def test_a_stale_socket_is_ignored_and_replaced(run: Any, ingested: Path, home: 
     assert result.exit_code == 0, "the command ran in this process"
     status = run("serve", "--status")
     assert status.exit_code == ExitCode.NOT_FOUND and status.stdout.startswith("not running")
-    server, stopper = start_server(home)
+    running = InProcessServer(home)
+    server = running.server
     try:
         assert run("serve", "--status", "--json").exit_code == 0
         assert run("ask", QUESTION).exit_code == 0
         assert served(server, at_least=1) == 1
     finally:
-        server.request_stop()
-        stopper.join(30)
+        running.stop()
 
 
 # --- profile refresh through the server ------------------------------------------------------------
@@ -554,13 +539,13 @@ def test_a_refresh_gives_the_same_output_and_profile_with_and_without_the_server
 
     twin = tmp_path / "twin"
     shutil.copytree(home, twin)
-    server, stopper = start_server(home)
+    running = InProcessServer(home)
+    server = running.server
     try:
         through = run(*argv)
         assert served(server, at_least=1) == 1, "the server refreshed"
     finally:
-        server.request_stop()
-        stopper.join(30)
+        running.stop()
     monkeypatch.setenv("PLLM_HOME", str(twin))
     alone = run("--no-server", *argv)
     assert through.exit_code == alone.exit_code == 0, through.stderr

@@ -9,76 +9,32 @@ by the next one.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import EXAMPLES
+from serve_support import QUESTION, environment, home_with_two_notes, pllm, start_server_process
 
 from pllm_cli.errors import ExitCode
 from pllm_cli.paths import Paths
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parent.parent
-QUESTION = "Who is my manager, and when is my project deadline?"
-START_SECONDS = 180.0  # loading torch, MiniLM and the GGUF on a busy 2-core machine
-
-
-def environment(home: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PLLM_")}
-    env.update(PLLM_HOME=str(home), PYTHONPATH=str(ROOT), NO_COLOR="1", COLUMNS="100")
-    return env
-
-
-def pllm(home: Path, *argv: Any, input: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pllm_cli", *map(str, argv)],
-        env=environment(home),
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def start_server(home: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as stderr:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "pllm_cli", "serve"],
-            env=environment(home),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-    deadline = time.monotonic() + START_SECONDS
-    while pllm(home, "serve", "--status").returncode != 0:
-        assert server.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, "the server did not start:\n" + log.read_text()
-        time.sleep(0.5)
-    return server
-
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A home with two small notes, ingested before any server runs."""
-    home = tmp_path_factory.mktemp("serve-e2e") / "home"
-    for name in ("slottsskogen-project.md", "running-plan.md"):
-        done = pllm(home, "--no-server", "ingest", EXAMPLES / "notes" / name)
-        assert done.returncode == 0, done.stderr
-    return home
+    return home_with_two_notes(tmp_path_factory.mktemp("serve-e2e"))
 
 
 @pytest.fixture(scope="module")
 def server(home: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     log = home.parent / "serve.log"
-    process = start_server(home, log)
+    process = start_server_process(home, log)
     yield process, log
     if process.poll() is None:
         process.kill()
@@ -86,8 +42,11 @@ def server(home: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
 
 
 def without_timings(stdout: str) -> dict[str, Any]:
+    """A reply less what depends on what the process did before: its timings, and whether the prompt's stable
+    beginning was still evaluated in memory, restored from disk or evaluated anew."""
     data: dict[str, Any] = json.loads(stdout)
     data.pop("timings")
+    data["prompt"].pop("stable_prefix", None)
     return data
 
 
@@ -189,7 +148,7 @@ def test_stop(home: Path, server: Any) -> None:
 
 def test_a_killed_server_leaves_a_socket_that_is_ignored_then_replaced(home: Path, server: Any) -> None:
     log = home.parent / "serve-killed.log"
-    killed = start_server(home, log)
+    killed = start_server_process(home, log)
     killed.send_signal(signal.SIGKILL)
     killed.wait(30)
     socket_file = Paths(home).socket_file
@@ -197,7 +156,7 @@ def test_a_killed_server_leaves_a_socket_that_is_ignored_then_replaced(home: Pat
     assert pllm(home, "serve", "--status").returncode == ExitCode.NOT_FOUND
     alone = pllm(home, "ask", "--json", "--seed", "1", "--max-tokens", "16", QUESTION)
     assert alone.returncode == 0, "the command ran in its own process"
-    replacing = start_server(home, log)
+    replacing = start_server_process(home, log)
     try:
         assert "replacing the stale socket" in log.read_text()
         through = pllm(home, "ask", "--json", "--seed", "1", "--max-tokens", "16", QUESTION)

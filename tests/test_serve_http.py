@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 from conftest import FakeChatModel
+from serve_support import InProcessServer
 
-from pllm_cli.context import AppContext
 from pllm_cli.errors import InputError
 from pllm_cli.paths import Paths
 from pllm_cli.server.access import parse_address, read_or_create_token
@@ -42,30 +42,11 @@ def ingested(run: Any, fake_models: FakeChatModel, notes: Path) -> Path:
     return notes
 
 
-def start_server(home: Path) -> tuple[Server, threading.Thread]:
-    server = Server(AppContext(paths=Paths.resolve(home)), http=("127.0.0.1", 0))
-    server.start()
-
-    def stop_when_asked() -> None:
-        server.wait()
-        server.stop()
-
-    stopper = threading.Thread(target=stop_when_asked, daemon=True)
-    stopper.start()
-    return server, stopper
-
-
-def stop_server(server: Server, stopper: threading.Thread) -> None:
-    server.request_stop()
-    stopper.join(30)
-    assert not stopper.is_alive()
-
-
 @pytest.fixture
 def serving(home: Path, fake_models: FakeChatModel) -> Iterator[Server]:
-    server, stopper = start_server(home)
-    yield server
-    stop_server(server, stopper)
+    running = InProcessServer(home, http=("127.0.0.1", 0))
+    yield running.server
+    running.stop()
 
 
 class Endpoint:
@@ -276,7 +257,8 @@ def test_a_full_queue_is_429_and_no_stream_is_cut_off(
 ) -> None:
     assert run("config", "set", "serve_queue", "1").exit_code == 0
     gate = gate_the_model(fake_models)
-    server, stopper = start_server(home)
+    running = InProcessServer(home, http=("127.0.0.1", 0))
+    server = running.server
     try:
         endpoint = Endpoint(server)
         streamed: dict[str, Any] = {}
@@ -307,7 +289,7 @@ def test_a_full_queue_is_429_and_no_stream_is_cut_off(
         assert streamed["second"][1]["choices"][0]["message"]["content"] == LONG_ANSWER + " [1]"
     finally:
         gate.set()
-        stop_server(server, stopper)
+        running.stop()
 
 
 def test_a_client_that_leaves_a_stream_stops_its_answer(

@@ -5,47 +5,19 @@ sources in pllm_sources; the token is required; the models are listed."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EXAMPLES
+from serve_support import QUESTION, home_with_two_notes, pllm, start_server_process
 
 pytestmark = pytest.mark.e2e
-
-ROOT = Path(__file__).resolve().parent.parent
-QUESTION = "Who is my manager, and when is my project deadline?"
-START_SECONDS = 180.0  # loading torch, MiniLM and the GGUF on a busy 2-core machine
-
-
-def environment(home: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PLLM_")}
-    env.update(PLLM_HOME=str(home), PYTHONPATH=str(ROOT), NO_COLOR="1", COLUMNS="100")
-    return env
-
-
-def pllm(home: Path, *argv: Any, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pllm_cli", *map(str, argv)],
-        env=environment(home),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("serve-http-e2e") / "home"
-    for name in ("slottsskogen-project.md", "running-plan.md"):
-        done = pllm(home, "--no-server", "ingest", EXAMPLES / "notes" / name)
-        assert done.returncode == 0, done.stderr
-    return home
+    return home_with_two_notes(tmp_path_factory.mktemp("serve-http-e2e"))
 
 
 @pytest.fixture(scope="module")
@@ -63,20 +35,9 @@ def client(home: Path, expected: dict[str, Any]) -> Iterator[Any]:
     """An openai.OpenAI client of a `pllm serve --http 127.0.0.1:0` started on the home."""
     openai = pytest.importorskip("openai")
     log = home.parent / "serve-http.log"
-    with log.open("ab") as stderr:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "pllm_cli", "serve", "--http", "127.0.0.1:0"],
-            env=environment(home),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
+    server = start_server_process(home, log, "--http", "127.0.0.1:0")
     try:
-        deadline = time.monotonic() + START_SECONDS
-        while (status := pllm(home, "serve", "--status", "--json")).returncode != 0:
-            assert server.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "the server did not start:\n" + log.read_text()
-            time.sleep(0.5)
+        status = pllm(home, "serve", "--status", "--json")
         url = json.loads(status.stdout)["http"]
         assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")
         token = pllm(home, "serve", "--token").stdout.strip()

@@ -14,9 +14,11 @@ from typer.core import TyperGroup
 from pllm_cli import __version__
 from pllm_cli.cli.console import silence_stdout
 from pllm_cli.context import AppContext
-from pllm_cli.errors import ExitCode, PllmError
-from pllm_cli.paths import Paths
+from pllm_cli.errors import ExitCode, PllmError, UsageError
+from pllm_cli.file_names import shown
+from pllm_cli.paths import Paths, home_problem, tighten_home
 from pllm_cli.personas import check_name
+from pllm_cli.user_text import is_text
 
 
 class _Root(TyperGroup):
@@ -85,7 +87,7 @@ def root(
 
     Start with: pllm ingest ~/notes, then pllm profile refresh, then pllm ask "...".
     """
-    root_dir = home.expanduser().resolve() if home else None
+    root_dir = _checked_home(ctx, home) if home else None
     if profile is not None:
         check_name(profile)
     ctx.obj = AppContext(
@@ -94,7 +96,26 @@ def root(
         quiet=quiet,
         no_server=no_server,
     )
+    tighten_home(ctx.obj.paths.root)
     ctx.call_on_close(ctx.obj.close)
+
+
+def _checked_home(ctx: typer.Context, home: Path) -> Path:
+    """--home (or PLLM_HOME) resolved, or one clean error if it is a file or cannot be created: a usage error
+    for the option, a config error for the variable."""
+    if not is_text(str(home)):
+        raise UsageError(f"--home is not valid UTF-8: {shown(str(home))}", hint="give a folder with a UTF-8 name")
+    root = home.expanduser().resolve()
+    problem = home_problem(root)
+    if problem:
+        source = ctx.get_parameter_source("home")  # typer's own click: its enum is recognised by name
+        from_env = source is not None and source.name == "ENVIRONMENT"
+        raise PllmError(
+            f"{'PLLM_HOME' if from_env else '--home'}: {shown(problem)}",
+            hint="give a folder pllm can create or use (it need not exist yet)",
+            exit_code=ExitCode.CONFIG if from_env else ExitCode.USAGE,
+        )
+    return root
 
 
 def _register() -> None:

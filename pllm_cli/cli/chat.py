@@ -9,11 +9,13 @@ from typing import Any
 import typer
 
 from pllm_cli.chat import Conversation
-from pllm_cli.cli.console import err, out, print_json, report_error, write
+from pllm_cli.cli.console import err, out, print_json, report_error, stdin_text, write
 from pllm_cli.context import AppContext
 from pllm_cli.errors import InputError, PllmError
+from pllm_cli.file_names import shown
 from pllm_cli.server.remote import start_conversation
 from pllm_cli.sessions import SessionOptions
+from pllm_cli.user_text import require_text
 
 
 def register(app: typer.Typer) -> None:
@@ -34,7 +36,7 @@ def _render_sources(answer: dict[str, Any], *, every: bool = True) -> None:
         where = f" › {memory['heading']}" if memory["heading"] and memory["kind"] == "text" else ""
         if memory["kind"] == "chat" and memory["start_time"]:
             where = f" › {memory['conversation']} {memory['start_time'][:10]}"
-        console.print(f"  [{number}] {Path(memory['source']).name}{where}", markup=False, style="dim")
+        console.print(f"  [{number}] {shown(Path(memory['source']).name)}{where}", markup=False, style="dim")
 
 
 def ask(
@@ -65,7 +67,8 @@ def ask(
     if question is None or question == "-":
         if sys.stdin.isatty():
             raise InputError("no question given", hint='pllm ask "what did I plan for Sunday?"')
-        question = sys.stdin.read()
+        question = stdin_text()
+    require_text(question, "the question")
     app.overrides.update(
         {
             "k": k,

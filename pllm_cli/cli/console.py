@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
@@ -12,6 +13,7 @@ import typer
 from rich.console import Console
 
 from pllm_cli.errors import PllmError
+from pllm_cli.user_text import decoded_lines
 
 
 @cache
@@ -53,3 +55,15 @@ def report_error(error: PllmError) -> None:
     err().print(f"Error: {error.message}", markup=False)
     if error.hint:
         err().print(f"Hint: {error.hint}", markup=False, style="dim")
+
+
+def stdin_lines() -> Iterator[str]:
+    """stdin a line at a time, as UTF-8 (its bytes decoded here: a line that is not UTF-8 is an InputError,
+    whatever the locale makes of sys.stdin)."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    return decoded_lines(buffer if buffer is not None else sys.stdin, "stdin")
+
+
+def stdin_text() -> str:
+    """All of stdin, as UTF-8 (see stdin_lines)."""
+    return "".join(stdin_lines())

@@ -8,7 +8,7 @@ import typer
 
 from pllm_cli.cli.console import err, out, print_json
 from pllm_cli.context import AppContext
-from pllm_cli.errors import InputError
+from pllm_cli.errors import InputError, UsageError
 from pllm_cli.memory.store import SEARCH_MODES, SearchMode
 
 app = typer.Typer(help="Measure pllm on benchmark data (your own memory is never touched).", no_args_is_help=True)
@@ -35,7 +35,7 @@ def retrieval(
     app_ctx: AppContext = ctx.obj
     unknown = [m for m in mode if m not in SEARCH_MODES]
     if unknown:
-        raise InputError(f"unknown search mode {unknown[0]!r}", hint="use: " + ", ".join(SEARCH_MODES))
+        raise UsageError(f"unknown search mode {unknown[0]!r}", hint="use: " + ", ".join(SEARCH_MODES))
     if not file.is_file():
         raise InputError(f"no such file: {file}", hint="give a LoCoMo-format JSON file")
     modes: list[SearchMode] = [m for m in SEARCH_MODES if m in mode]

@@ -12,6 +12,7 @@ from pllm_cli.cli.console import err, print_json
 from pllm_cli.cli.locks import lock_wait, wait_option, waiting_notice
 from pllm_cli.context import AppContext
 from pllm_cli.errors import ExitCode
+from pllm_cli.file_names import shown
 from pllm_cli.ingest.pipeline import IngestEvent, IngestOptions, IngestReport, ingest_paths
 
 
@@ -62,7 +63,7 @@ def ingest(
         _render(report)
     else:
         for failure in report.failed:
-            err().print(f"failed: {failure.path}: {failure.reason}", markup=False)
+            err().print(f"failed: {shown(failure.path)}: {shown(failure.reason)}", markup=False)
     if report.failed:
         raise typer.Exit(ExitCode.PARTIAL)
 
@@ -85,8 +86,11 @@ def _progress_reporter() -> tuple[Callable[[IngestEvent], None], Progress]:
     def on_event(event: IngestEvent) -> None:
         if event.kind == "planned":
             progress.update(task, total=event.total)
+        elif event.kind == "part":  # a large file, a part at a time
+            mib = f"{event.done / 2**20:.1f} of {event.total / 2**20:.1f} MiB"
+            progress.update(task, description=f"{shown(Path(event.path).name)} {mib}")
         elif event.result is not None:
-            progress.update(task, advance=1, description=Path(event.result.path).name)
+            progress.update(task, advance=1, description=shown(Path(event.result.path).name))
 
     return on_event, progress
 
@@ -94,12 +98,17 @@ def _progress_reporter() -> tuple[Callable[[IngestEvent], None], Progress]:
 def _render(report: IngestReport) -> None:
     console = err()
     for result in report.files:
+        path = shown(result.path)
         if result.status == "failed":
-            console.print(f"  failed     {result.path}: {result.reason}", markup=False, style="red")
+            console.print(f"  failed     {path}: {shown(result.reason)}", markup=False, style="red")
             if result.hint:
-                console.print(f"             hint: {result.hint}", markup=False, style="dim")
+                console.print(f"             hint: {shown(result.hint)}", markup=False, style="dim")
+        elif result.status == "skipped":
+            console.print(f"  skipped    {path}: {shown(result.reason)}", markup=False)
         elif result.status != "unchanged":
-            console.print(f"  {result.status:<10} {result.path} ({result.chunks} chunks)", markup=False)
+            console.print(f"  {result.status:<10} {path} ({result.chunks} chunks)", markup=False)
+        for warning in result.warnings:
+            console.print(f"  warning    {path}: {shown(warning)}", markup=False, style="yellow")
     data = report.to_dict()
     summary = ", ".join(f"{n} {s}" for s, n in data["summary"].items() if n or s in ("added", "unchanged"))
     console.print(

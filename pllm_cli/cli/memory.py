@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -10,21 +9,23 @@ from typing import Any
 
 import typer
 
-from pllm_cli.cli.console import err, out, print_json
+from pllm_cli.cli.console import err, out, print_json, stdin_lines
 from pllm_cli.cli.locks import lock_wait, wait_option, waiting_notice
 from pllm_cli.context import AppContext
-from pllm_cli.errors import BusyError, InputError, NotFoundError, PllmError
+from pllm_cli.errors import BusyError, InputError, NotFoundError, PllmError, UsageError
+from pllm_cli.file_names import shown, source_key, source_path
 from pllm_cli.ingest.pipeline import ForgetReport, IngestOptions, forget_memory
 from pllm_cli.memory.forgetting import ForgetRule
 from pllm_cli.memory.index import ChunkIndex
 from pllm_cli.memory.lookup import look_up, look_up_many
-from pllm_cli.memory.records import SourceRecord
+from pllm_cli.memory.records import PARTIAL, SourceRecord
 from pllm_cli.memory.store import SEARCH_MODES
 from pllm_cli.profile.facts import Fact
 from pllm_cli.profile.manage import drop_facts_of_forgotten_memory, profile_lock
 from pllm_cli.profile.state import ProfileFiles
 from pllm_cli.server.client import find_server
 from pllm_cli.server.remote import remote_search
+from pllm_cli.user_text import require_text
 
 app = typer.Typer(help="Search and manage what pllm remembers.", no_args_is_help=True)
 PROFILE_WAIT_SECONDS = 5.0  # how long `memory forget` waits for a refresh before leaving the facts to the next one
@@ -48,7 +49,8 @@ def search(
     """
     app_ctx: AppContext = ctx.obj
     if mode not in SEARCH_MODES:
-        raise InputError(f"unknown search mode {mode!r}", hint="use one of: " + ", ".join(SEARCH_MODES))
+        raise UsageError(f"unknown search mode {shown(mode)!r}", hint="use one of: " + ", ".join(SEARCH_MODES))
+    require_text(query, "the query")
     many = query == "-"
     for found in _results(app_ctx, query, k=k, mode=mode, tokens=tokens):
         if many and not json_output:
@@ -58,7 +60,7 @@ def search(
 
 def _results(app_ctx: AppContext, query: str, *, k: int, mode: str, tokens: int | None) -> Iterator[dict[str, Any]]:
     """The search results, from a running `pllm serve` if there is one, else from this process."""
-    lines: Iterable[str] | None = (line for line in sys.stdin) if query == "-" else None
+    lines: Iterable[str] | None = stdin_lines() if query == "-" else None
     server = find_server(app_ctx)
     if server is not None:
         if lines is not None:
@@ -80,7 +82,7 @@ def _show(found: dict[str, Any], json_output: bool) -> None:
         _render_hits(found["hits"])
     else:
         for number, passage in enumerate(found["passages"], start=1):
-            out().print(f"{number}. {passage['score']:.4f}  {passage['source']}", markup=False, style="bold")
+            out().print(f"{number}. {passage['score']:.4f}  {shown(passage['source'])}", markup=False, style="bold")
             out().print("   " + passage["text"].strip().replace("\n", "\n   "), markup=False)
 
 
@@ -89,7 +91,9 @@ def _render_hits(hits: list[dict[str, Any]]) -> None:
         message_ids = hit["message_ids"]
         ids = f"  messages {', '.join(message_ids[:6])}" if hit["kind"] == "chat" and message_ids else ""
         out().print(
-            f"{rank}. {hit['score']:.4f}  {hit['source']}  [{hit['chunk_id'][:12]}]{ids}", markup=False, style="bold"
+            f"{rank}. {hit['score']:.4f}  {shown(hit['source'])}  [{hit['chunk_id'][:12]}]{ids}",
+            markup=False,
+            style="bold",
         )
         out().print("   " + hit["text"].strip().replace("\n", "\n   "), markup=False)
 
@@ -134,11 +138,11 @@ def sources(
         if json_output:
             print_json(row)
         elif row["status"] == "failed":
-            out().print(f"{'failed':<8} {row['source']}: {row['reason']}", markup=False, style="red")
+            out().print(f"{'failed':<8} {shown(row['source'])}: {shown(row['reason'])}", markup=False, style="red")
         else:
             out().print(
                 f"{row['status']:<8} {row['format']:<11} {row['chunks']:>5} chunks {row['messages']:>6} messages  "
-                f"{row['ingested_at']}  {row['source']}",
+                f"{row['ingested_at']}  {shown(row['source'])}",
                 markup=False,
             )
     if not rows and not json_output:
@@ -146,14 +150,17 @@ def sources(
 
 
 def source_statuses(records: list[SourceRecord], failures: dict[str, tuple[str, str]]) -> list[dict[str, Any]]:
-    """One row per source: "indexed", "missing" (its file is gone: `ingest --prune` drops it) or "failed"
-    (its last ingest failed; an earlier version may still be indexed)."""
+    """One row per source: "indexed", "partial" (a large file cut short: the next ingest goes on with it),
+    "missing" (its file is gone: `ingest --prune` drops it) or "failed" (its last ingest failed; an earlier
+    version may still be indexed)."""
     rows: list[dict[str, Any]] = []
     for record in records:
         row: dict[str, Any] = {**record.to_dict(), "status": "indexed", "reason": "", "failed_at": ""}
         row["sha256"] = record.sha256.split("+")[0]
-        row["redacted"] = record.sha256.endswith("+redact")
-        if not Path(record.source).exists():
+        row["redacted"] = "+redact" in record.sha256
+        if PARTIAL in record.sha256:
+            row["status"] = "partial"
+        if not source_path(record.source).exists():
             row["status"] = "missing"
         if record.source in failures:
             row["status"], row["reason"] = "failed", failures[record.source][0]
@@ -267,10 +274,10 @@ def _forget(app_ctx: AppContext, source: list[str], rules: list[ForgetRule]) -> 
     store = app_ctx.store
     targets = []
     for given in source:
-        resolved = str(Path(given).expanduser().absolute())
-        name = resolved if store.source(resolved) else given
+        resolved = source_key(Path(given).expanduser().absolute())  # a name of undecodable bytes, escaped
+        name = resolved if store.source(resolved) else source_key(Path(given))
         if store.source(name) is None:
-            raise NotFoundError(f"no source {given!r} in memory", hint="see the list: pllm memory sources")
+            raise NotFoundError(f"no source {shown(given)!r} in memory", hint="see the list: pllm memory sources")
         targets.append(name)
     options = IngestOptions(me=app_ctx.config.me_names, redact=app_ctx.config.redact)
     report = forget_memory(store, app_ctx.embedder, options, targets, rules)

@@ -101,5 +101,8 @@ $PLLM_HOME/
     memory/chroma.build.lock   held while a forget builds the next one
 ```
 
-Directories are created 0700 and files 0600: personal data is readable by you only.
+Directories are created 0700 and files 0600: personal data is readable by you only. A home that already
+exists is tightened to 0700 by any command, if it is yours and looks like pllm's (it holds `config.toml` or
+`personas/`, or is empty), so `--home ~` never locks up your own folder. A `--home` or `PLLM_HOME` that is a
+file, or that cannot be created, is refused with one line (exit 2 for the option, 8 for the variable).
 """

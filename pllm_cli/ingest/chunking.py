@@ -164,11 +164,12 @@ def _turn(message: Message, me: Collection[str]) -> Turn:
     return Turn(message.id, message.speaker, message.text.strip(), message.time, is_from_user(message, me))
 
 
-def chunk_document(document: Document, me: Collection[str] = ()) -> list[Chunk]:
-    """Chunks of `document`; `me` holds the user's names, so that chat turns record whether the user wrote them."""
+def chunk_document(document: Document, me: Collection[str] = (), start: int = 0) -> list[Chunk]:
+    """Chunks of `document`; `me` holds the user's names, so that chat turns record whether the user wrote them.
+    Positions count from `start` (a part of a large file goes on from the parts before it)."""
     chunks: list[Chunk] = []
     for section in document.sections:
-        chunks.extend(_section_chunks(document, section, len(chunks)))
+        chunks.extend(_section_chunks(document, section, start + len(chunks)))
     previous: list[Message] = []
     for window in chat_windows(by_conversation(document.messages)):
         same = previous and previous[-1].conversation == window[0].conversation
@@ -180,7 +181,7 @@ def chunk_document(document: Document, me: Collection[str] = ()) -> list[Chunk]:
         chunk = Chunk(
             id="",
             source=document.source,
-            position=len(chunks),
+            position=start + len(chunks),
             kind="chat",
             conversation=window[0].conversation,
             turns=tuple(_turn(m, me) for m in window),

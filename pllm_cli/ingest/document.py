@@ -40,6 +40,7 @@ class Document:
     title: str
     sections: list[Section] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what the reader left out, e.g. a line with a bad date
 
     @property
     def is_empty(self) -> bool:

@@ -14,21 +14,27 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, BinaryIO, Literal, get_args
 
 from pllm_cli.embedding import Embedder
-from pllm_cli.errors import ExitCode, NotAnExportError, PllmError
+from pllm_cli.errors import ExitCode, InputError, NotAnExportError, PllmError
+from pllm_cli.file_names import source_key, source_path
+from pllm_cli.ingest import files
 from pllm_cli.ingest.chunking import CHUNKING_VERSION, chunk_document
-from pllm_cli.ingest.document import Document
+from pllm_cli.ingest.document import Document, Section
+from pllm_cli.ingest.files import NotRegularFile, open_regular
 from pllm_cli.ingest.readers import is_supported, read_document
 from pllm_cli.memory.forgetting import ForgetRule, apply_rules, apply_to_chunk
 from pllm_cli.memory.rebuild import Rebuilt
-from pllm_cli.memory.records import Chunk, Mail, SourceRecord
+from pllm_cli.memory.records import PARTIAL, Chunk, Mail, SourceRecord
 from pllm_cli.memory.store import ChromaStore, MemoryStore
 
 Status = Literal["added", "updated", "moved", "unchanged", "skipped", "failed", "pruned"]
 MAX_FILE_BYTES = 512 * 1024 * 1024
 IGNORE_FILE = ".pllmignore"
+# The sha256 column of a large file committed only up to a byte offset: "<content key>+partial@<offset>"
+# (records.PARTIAL). It equals no file's content key, so the next ingest never takes the source as unchanged (or
+# as moved): it goes on from that offset if the file is the same, else reads it again from the start.
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,7 @@ class FileResult:
     chunks: int = 0
     reason: str = ""
     hint: str = ""
+    warnings: tuple[str, ...] = ()  # what was left out of a file that went in, e.g. a chat line with a bad date
 
 
 @dataclass
@@ -69,11 +76,14 @@ class IngestReport:
 
 @dataclass(frozen=True)
 class IngestEvent:
-    """Progress: `kind` is "planned" (total = number of files) or "file" (one file done)."""
+    """Progress: `kind` is "planned" (total = number of files), "file" (one file done) or "part" (a part of a
+    large file committed: `done` of `total` bytes of `path`)."""
 
-    kind: Literal["planned", "file"]
+    kind: Literal["planned", "file", "part"]
     total: int = 0
     result: FileResult | None = None
+    path: str = ""
+    done: int = 0
 
 
 def _excluded(path: Path, root: Path, patterns: Sequence[str]) -> bool:
@@ -90,7 +100,7 @@ def discover_files(paths: Sequence[Path], exclude: Sequence[str] = ()) -> Iterat
         path = given.expanduser().absolute()
         if not path.exists():
             yield path, "no such file or folder"
-        elif path.is_file():
+        elif not path.is_dir():  # a file, or a FIFO or device: ingest_file skips those with their reason
             yield path, ""
         else:
             ignores = IgnoreFiles()
@@ -143,7 +153,11 @@ class IngestOptions:
     def content_key(self, data: bytes) -> str:
         """What "unchanged" compares: the bytes, the chunking version (a new one re-cuts every file) and whether
         they were redacted (so toggling --redact re-ingests)."""
-        key = f"{hashlib.sha256(data).hexdigest()}+c{CHUNKING_VERSION}"
+        return self.key_of_digest(hashlib.sha256(data).hexdigest())
+
+    def key_of_digest(self, sha256: str) -> str:
+        """content_key of bytes whose sha256 hex digest is `sha256` (a large file is hashed a block at a time)."""
+        key = f"{sha256}+c{CHUNKING_VERSION}"
         return key + "+redact" if self.redact else key
 
 
@@ -163,20 +177,24 @@ def ingest_paths(
     if isinstance(store, ChromaStore):
         resume_forgetting(store, embedder, options)
     emit = on_event or (lambda event: None)
-    planned = list(discover_files(paths, exclude))
+    planned = sorted(discover_files(paths, exclude), key=lambda found: _is_large(found[0]))  # large ones last
     emit(IngestEvent("planned", total=len(planned)))
+
+    def on_part(path: str, done: int, total: int) -> None:
+        emit(IngestEvent("part", total=total, path=path, done=done))
+
     for path, problem in planned:
         result = (
-            FileResult(str(path), "failed", reason=problem, hint="check the path")
+            FileResult(source_key(path), "failed", reason=problem, hint="check the path")
             if problem
-            else ingest_file(path, store, embedder, options)
+            else ingest_file(path, store, embedder, options, on_part=on_part)
         )
         if result.status == "failed":
             store.record_failure(result.path, result.reason)
         report.files.append(result)
         emit(IngestEvent("file", result=result))
     if prune:
-        gone = [r for r in store.sources() if not Path(r.source).exists() and store.ingested_here(r.source)]
+        gone = [r for r in store.sources() if not source_path(r.source).exists() and store.ingested_here(r.source)]
         if gone:
             store.mark_forgetting()
         for record in gone:
@@ -189,43 +207,58 @@ def ingest_paths(
     return report
 
 
+def _is_large(path: Path) -> bool:
+    try:
+        return path.suffix.lower() in files.STREAMED_SUFFIXES and path.stat().st_size > files.LARGE_FILE_BYTES
+    except OSError:
+        return False
+
+
 def ingest_file(
-    path: Path, store: MemoryStore, embedder: Embedder, options: IngestOptions, *, force: bool = False
+    path: Path,
+    store: MemoryStore,
+    embedder: Embedder,
+    options: IngestOptions,
+    *,
+    force: bool = False,
+    on_part: Callable[[str, int, int], None] | None = None,
 ) -> FileResult:
     """Ingest one file; expected failures come back as a failed FileResult, never as an exception.
 
-    `force` rebuilds it even when unchanged (after a new forget rule)."""
-    source = str(path)
+    `force` rebuilds it even when unchanged (after a new forget rule). The file is stored under
+    source_key(path) (undecodable bytes of its name escaped); what is not a regular file is skipped unopened.
+    A large text file goes in a part at a time (ingest_in_parts), `on_part(source, done, total)` after each."""
+    source = source_key(path)
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            return FileResult(source, "failed", reason="larger than 512 MiB", hint="split the file")
-        data = path.read_bytes()
+        with open_regular(path) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > MAX_FILE_BYTES:
+                return FileResult(source, "failed", reason="larger than 512 MiB", hint="split the file")
+            if size > files.LARGE_FILE_BYTES and path.suffix.lower() in files.STREAMED_SUFFIXES:
+                streamed = ingest_in_parts(handle, source, store, embedder, options, force=force, on_part=on_part)
+                if streamed is not None:
+                    return streamed
+            handle.seek(0)
+            data = handle.read()
+    except NotRegularFile as exc:
+        return FileResult(source, "skipped", reason=f"not a regular file: {exc.kind}")
     except OSError as exc:
         return FileResult(source, "failed", reason=exc.strerror or str(exc), hint="check the file's permissions")
+    except PllmError as exc:
+        if exc.exit_code != ExitCode.INPUT:
+            raise
+        return FileResult(source, "failed", reason=exc.message, hint=exc.hint or "")
     key = options.content_key(data)
     previous = store.source(source)
     if previous is not None and previous.sha256 == key and not force:
         return FileResult(source, "unchanged", previous.format, previous.chunks)
     if previous is None:
-        moved_from = next(
-            (
-                r
-                for r in store.sources_with_key(key)
-                if r.source != source and not Path(r.source).exists() and store.ingested_here(r.source)
-            ),
-            None,
-        )
-        if moved_from is not None:  # renamed or moved: same content, nothing to embed again
-            store.rename_source(moved_from.source, source)
-            return FileResult(source, "moved", moved_from.format, moved_from.chunks, reason=f"from {moved_from.source}")
+        moved = _moved(store, source, key)
+        if moved is not None:
+            return moved
     try:
-        document = read_document(path, data)
-        kept = apply_rules(document, store.forget_rules())
-        if kept != document:  # this process now holds forgotten text: what it writes is rebuilt at the end
-            store.mark_forgetting()
-        document = kept
-        if options.redact:
-            document = redact_document(document)
+        document = read_document(Path(source), data)
+        document = _keep_to_rules(store, document, options)
         chunks = chunk_document(document, options.me)
         vectors = embed_in_batches(embedder, [c.embedding_text for c in chunks])
         record = SourceRecord(
@@ -234,7 +267,7 @@ def ingest_file(
             format=document.format,
             chunks=len(chunks),
             messages=len(document.messages),
-            ingested_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            ingested_at=_now(),
         )
         store.replace_source(record, chunks, vectors)
     except NotAnExportError as exc:  # some other program's .json or .zip among the user's files
@@ -243,7 +276,105 @@ def ingest_file(
         if exc.exit_code != ExitCode.INPUT:
             raise  # a broken model or store is not a problem of this file
         return FileResult(source, "failed", reason=exc.message, hint=exc.hint or "")
-    return FileResult(source, "updated" if previous else "added", document.format, len(chunks))
+    status: Status = "updated" if previous else "added"
+    return FileResult(source, status, document.format, len(chunks), warnings=tuple(document.warnings))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _moved(store: MemoryStore, source: str, key: str) -> FileResult | None:
+    """A renamed or moved file (same content, its old path gone): nothing to embed again."""
+    moved_from = next(
+        (
+            r
+            for r in store.sources_with_key(key)  # this home's own: another machine's paths are missing here
+            if r.source != source and not source_path(r.source).exists() and store.ingested_here(r.source)
+        ),
+        None,
+    )
+    if moved_from is None:
+        return None
+    store.rename_source(moved_from.source, source)
+    return FileResult(source, "moved", moved_from.format, moved_from.chunks, reason=f"from {moved_from.source}")
+
+
+def _keep_to_rules(store: MemoryStore, document: Document, options: IngestOptions) -> Document:
+    """The document less what forget rules drop, redacted if asked."""
+    kept = apply_rules(document, store.forget_rules())
+    if kept != document:  # this process now holds forgotten text: what it writes is rebuilt at the end
+        store.mark_forgetting()
+    return redact_document(kept) if options.redact else kept
+
+
+def ingest_in_parts(
+    handle: BinaryIO,
+    source: str,
+    store: MemoryStore,
+    embedder: Embedder,
+    options: IngestOptions,
+    *,
+    force: bool = False,
+    on_part: Callable[[str, int, int], None] | None = None,
+) -> FileResult | None:
+    """A large markdown or text file read, chunked, embedded and committed a part at a time (files.PART_BYTES):
+    memory stays bounded and a kill keeps the parts committed. Until the last part the source's sha256 reads
+    "<key>+partial@<offset>": the next ingest of the same file goes on from that offset, of a changed file
+    starts again. None if the file is a chat export (a WhatsApp .txt): read whole, as usual."""
+    from pllm_cli.ingest.readers.exports import sniff
+    from pllm_cli.ingest.readers.markdown import MarkdownSplitter
+
+    name = Path(source).name
+    if sniff(Path(source), handle.read(65536)) is not None:
+        return None
+    digest, size = files.hash_file(handle)
+    key = options.key_of_digest(digest)
+    previous = store.source(source)
+    if previous is not None and previous.sha256 == key and not force:
+        return FileResult(source, "unchanged", previous.format, previous.chunks)
+    if previous is None and (moved := _moved(store, source, key)) is not None:
+        return moved
+    markdown = Path(source).suffix.lower() in (".md", ".markdown")
+    fmt: Literal["markdown", "text"] = "markdown" if markdown else "text"
+    offset, chunks_done = 0, 0
+    if previous is not None and not force and previous.sha256.startswith(key + PARTIAL):
+        offset, chunks_done = int(previous.sha256.rsplit("@", 1)[1]), previous.chunks  # resume
+    splitter = MarkdownSplitter(Path(source).stem)
+    if offset and markdown:  # the heading path at the offset: the parts before it are read again, not embedded
+        for end, text in files.text_parts(handle, 0, name):
+            splitter.feed(text)
+            if end >= offset:
+                break
+    first = offset == 0
+    try:
+        for end, text in files.text_parts(handle, offset, name):
+            sections = splitter.feed(text) if markdown else _plain_sections(text, Path(source).stem)
+            document = _keep_to_rules(store, Document(source, fmt, splitter.title, sections=sections), options)
+            chunks = chunk_document(document, options.me, start=chunks_done)
+            vectors = embed_in_batches(embedder, [c.embedding_text for c in chunks])
+            chunks_done += len(chunks)
+            done = end >= size
+            sha = key if done else f"{key}{PARTIAL}{end}"
+            record = SourceRecord(source, sha, fmt, chunks_done, 0, _now())
+            store.append_to_source(record, chunks, vectors, first=first)
+            first = False
+            if on_part is not None:
+                on_part(source, end, size)
+        if chunks_done == 0:
+            raise InputError(f"{name}: no text found", hint="is it a scanned PDF or an empty export?")
+    except PllmError as exc:
+        if exc.exit_code != ExitCode.INPUT:
+            raise
+        if not first:  # a part is stored: the source would look partial forever; drop it
+            store.remove_source(source)
+        return FileResult(source, "failed", reason=exc.message, hint=exc.hint or "")
+    return FileResult(source, "updated" if previous else "added", fmt, chunks_done)
+
+
+def _plain_sections(text: str, title: str) -> list[Section]:
+    text = text.strip()
+    return [Section(heading=title, text=text)] if text else []
 
 
 EMBED_BATCH = 512
@@ -328,7 +459,7 @@ def forget_by_rule(
     for source, chunks in touched.items():
         before = store.source(source)
         assert before is not None
-        path = Path(source)
+        path = source_path(source)
         rebuilt = path.exists() and ingest_file(path, store, embedder, options, force=True).status != "failed"
         if not rebuilt:
             _forget_in_stored_chunks(store, embedder, chunks, rule)

@@ -201,17 +201,22 @@ class ChunkIndex:
                 [(c.id, c.source, c.position, c.body, stored_meta(c), *_wall_clock_span(c)) for c in chunks],
             )
             self._add_fts(chunks)
-            self.db.execute(
-                "INSERT OR REPLACE INTO sources VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    record.source,
-                    record.sha256,
-                    record.format,
-                    record.chunks,
-                    record.messages,
-                    record.ingested_at,
-                ),
+            self.db.execute("INSERT OR REPLACE INTO sources VALUES (?, ?, ?, ?, ?, ?)", _row(record))
+            self.db.execute("DELETE FROM failures WHERE source = ?", (record.source,))
+
+    def append_to_source(self, record: SourceRecord, chunks: Sequence[Chunk], *, first: bool) -> None:
+        """One part of a large file: its chunks added and the source's row rewritten (its sha256 then says the
+        source is partial, until the last part), in one transaction. `first` drops what the source held."""
+        with self._transaction():
+            if first:
+                self._delete_chunks(record.source)
+            self._drop_fts([c.id for c in chunks])
+            self.db.executemany(
+                "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(c.id, c.source, c.position, c.body, stored_meta(c), *_wall_clock_span(c)) for c in chunks],
             )
+            self._add_fts(chunks)
+            self.db.execute("INSERT OR REPLACE INTO sources VALUES (?, ?, ?, ?, ?, ?)", _row(record))
             self.db.execute("DELETE FROM failures WHERE source = ?", (record.source,))
 
     def remove_source(self, source: str) -> int:
@@ -368,6 +373,10 @@ def _period_condition(periods: Sequence[Period]) -> tuple[str, list[str]]:
     for start, end in periods:
         values += [end.isoformat(timespec="seconds"), start.isoformat(timespec="seconds")]
     return " OR ".join(["(start_at < ? AND end_at >= ?)"] * len(periods)), values
+
+
+def _row(record: SourceRecord) -> tuple[str, str, str, int, int, str]:
+    return (record.source, record.sha256, record.format, record.chunks, record.messages, record.ingested_at)
 
 
 def _wall_clock_span(chunk: Chunk) -> tuple[str, str]:

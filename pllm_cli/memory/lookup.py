@@ -11,6 +11,7 @@ from pllm_cli.memory.passages import passage_tokens
 from pllm_cli.memory.records import Hit
 from pllm_cli.memory.retrieval import POOL, Retriever
 from pllm_cli.memory.timeframes import describe
+from pllm_cli.user_text import require_text
 
 BATCH = 64  # queries embedded at once when they come from stdin
 
@@ -18,7 +19,7 @@ BATCH = 64  # queries embedded at once when they come from stdin
 def look_up(retriever: Retriever, query: str, *, k: int, tokens: int | None) -> dict[str, Any]:
     """One query (checked not to be empty, after memory was checked not to be)."""
     retriever.require_memories()
-    if not query.strip():
+    if not require_text(query, "the query").strip():
         raise InputError("the query is empty", hint="pllm memory search 'what I wrote about running'")
     return found(retriever, query, retriever.search(query, POOL if tokens else k), tokens)
 
@@ -29,7 +30,7 @@ def look_up_many(
     """One result per non-blank query, in order, embedded in batches. `queries` is read only after memory was
     checked not to be empty."""
     retriever.require_memories()
-    texts = [text.strip() for text in queries if text.strip()]
+    texts = [require_text(text, "a query").strip() for text in queries if text.strip()]
     for start in range(0, len(texts), BATCH):
         batch = texts[start : start + BATCH]
         for text, hits in zip(batch, retriever.search_many(batch, POOL if tokens else k), strict=True):

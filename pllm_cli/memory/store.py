@@ -16,7 +16,7 @@ from pllm_cli.memory.generations import Generations, generation_number
 from pllm_cli.memory.index import ChunkIndex
 from pllm_cli.memory.mirror import Synced, payload, sync
 from pllm_cli.memory.rebuild import Rebuilt, rebuild_generation
-from pllm_cli.memory.records import Chunk, Hit, SourceRecord
+from pllm_cli.memory.records import PARTIAL, Chunk, Hit, SourceRecord
 from pllm_cli.memory.remote import MemoryServer, RemoteVectors
 from pllm_cli.memory.timeframes import Period
 from pllm_cli.paths import ensure_private_dir, make_tree_private
@@ -61,6 +61,9 @@ class MemoryStore(Protocol):
     def count(self) -> int: ...
     def replace_source(
         self, record: SourceRecord, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]
+    ) -> None: ...
+    def append_to_source(
+        self, record: SourceRecord, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]], *, first: bool
     ) -> None: ...
     def remove_source(self, source: str) -> int: ...
     def ingested_here(self, source: str) -> bool: ...
@@ -315,10 +318,15 @@ class ChromaStore:
     # writing ------------------------------------------------------------------------------------
     def replace_source(self, record: SourceRecord, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
         """Swap a source's chunks for new ones. Vectors first, the SQLite record last (see index.py)."""
-        import numpy
-
         self._check_dimension(vectors)
         self.collection.delete(where={"source": record.source})
+        self._upsert(record, chunks, vectors)
+        self.index.replace_source(record, chunks)
+        self._written()
+
+    def _upsert(self, record: SourceRecord, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
+        import numpy
+
         for start in range(0, len(chunks), 1000):
             batch = chunks[start : start + 1000]
             self.collection.upsert(
@@ -326,7 +334,20 @@ class ChromaStore:
                 embeddings=numpy.asarray(vectors[start : start + 1000], dtype=numpy.float32),
                 **self._records(record, batch),
             )
-        self.index.replace_source(record, chunks)
+
+    def append_to_source(
+        self, record: SourceRecord, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]], *, first: bool
+    ) -> None:
+        """Commit one part of a large file: vectors first, then its chunks and the source's row in SQLite (see
+        index.py). `first` drops what the source held before. A kill between the two leaves vectors SQLite
+        does not know: search skips them, and the part is written again (same ids) when the file is resumed."""
+        self._check_dimension(vectors)
+        if first:
+            self.collection.delete(where={"source": record.source})
+        self._upsert(record, chunks, vectors)
+        self.index.append_to_source(record, chunks, first=first)
+        if not first and PARTIAL not in record.sha256:  # the last part: every part's records say it is whole
+            self._restamp([record.source])
         self._written()
 
     def _records(self, record: SourceRecord | None, chunks: Sequence[Chunk], kept: bool = False) -> dict[str, Any]:

@@ -36,8 +36,10 @@ def refresh_profile(
     me: Collection[str],
     rebuild: bool = False,
     on_progress: Callable[[Progress], None] | None = None,
+    between: Callable[[], None] | None = None,
 ) -> RefreshReport:
-    """Refresh and save as a new version if anything changed (the caller holds the lock)."""
+    """Refresh and save as a new version if anything changed (the caller holds the lock). `between` is called
+    after each statement the model restates (`pllm serve` answers waiting questions there)."""
     if rebuild:
         try:
             state = files.load()
@@ -47,7 +49,7 @@ def refresh_profile(
         state.read = set()
     else:
         state = files.load()
-    report = refresh(state, index, embedder, model, name=name, me=me, on_progress=on_progress)
+    report = refresh(state, index, embedder, model, name=name, me=me, on_progress=on_progress, between=between)
     if report.saved:
         files.save(state, "rebuild" if rebuild else "refresh", report.to_dict())
     report.version = state.version

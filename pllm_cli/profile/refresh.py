@@ -65,9 +65,10 @@ def refresh(
     name: str,
     me: Collection[str],
     on_progress: Callable[[Progress], None] | None = None,
+    between: Callable[[], None] | None = None,
 ) -> RefreshReport:
     """Bring `state` up to date with memory, in place. Whether to save it is the caller's: `report.saved`
-    says if anything changed."""
+    says if anything changed. `between` is called after each statement the model restates."""
     started = time.perf_counter()
     report = RefreshReport(version=state.version)
     refs = list(index.chunk_refs())
@@ -81,7 +82,7 @@ def refresh(
     model_changed = _reembed_if_needed(state, embedder)
     new_ids = [chunk_id for chunk_id, _, _ in refs if chunk_id not in state.read]
     who = name or "the user"
-    reader = ChunkReader(index, embedder, model, who, names)
+    reader = ChunkReader(index, embedder, model, who, names, between=between)
     candidates: list[NewFact] = []
     for start in range(0, len(new_ids), READ_BATCH):
         batch = index.get(new_ids[start : start + READ_BATCH])
@@ -111,8 +112,16 @@ class ChunkReader:
     """Turns one memory chunk into candidate facts: statements, restated by the model, embedded, classified."""
 
     def __init__(
-        self, index: ChunkIndex, embedder: Embedder, model: StructuredModel, name: str, me: Collection[str]
+        self,
+        index: ChunkIndex,
+        embedder: Embedder,
+        model: StructuredModel,
+        name: str,
+        me: Collection[str],
+        *,
+        between: Callable[[], None] | None = None,
     ) -> None:
+        self.between = between or (lambda: None)
         self.formats = {record.source: (record.format, record.ingested_at) for record in index.sources()}
         self.embedder = embedder
         self.model = model
@@ -127,7 +136,10 @@ class ChunkReader:
         if not found:
             return []
         report.statements += len(found)
-        restated: list[Candidate] = [restate(self.model, s, self.name, self.grammar) for s in found]
+        restated: list[Candidate] = []
+        for statement in found:
+            restated.append(restate(self.model, statement, self.name, self.grammar))
+            self.between()
         report.restated += sum(c.restated for c in restated)
         report.quoted += sum(not c.restated for c in restated)
         vectors = self.embedder.embed([c.text for c in restated] + [s.text for s in found])

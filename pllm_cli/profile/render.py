@@ -1,5 +1,5 @@
-"""The profile as people read it (`pllm profile show`) and as the model reads it (within a token budget, the
-facts most relevant to the question first, the pinned ones always)."""
+"""The profile as people read it (`pllm profile show`) and as the model reads it (within a token budget: the
+pinned facts always, the most confident ones for every question, then those most relevant to the question)."""
 
 from __future__ import annotations
 
@@ -67,9 +67,21 @@ class ProfileSelection:
     used: list[str] = field(default_factory=list)
     cut: list[str] = field(default_factory=list)
     voice: bool = False
+    stable_lines: int = 0  # the first lines of `text` do not depend on the question (pinned and core facts)
 
     def to_dict(self) -> dict[str, Any]:
         return {"facts_used": self.used, "facts_cut": self.cut, "writing_style": self.voice}
+
+    @property
+    def stable_text(self) -> str:
+        """The beginning of `text` that every question gets."""
+        return "\n".join(self.text.split("\n")[: self.stable_lines]) if self.stable_lines else ""
+
+
+# The share of the profile's room that holds its core: the most confident facts, the same for every question.
+# They come first, after the pinned facts, so the prompt's beginning stays the same and the model can keep it
+# evaluated (prefix_cache.py); the rest of the room goes to the facts most relevant to the question.
+CORE_SHARE = 0.5
 
 
 def _relevance(facts: Sequence[Fact], question_vector: Sequence[float] | None) -> list[float]:
@@ -91,16 +103,17 @@ def select(
     room: int,
     count: TokenCounter,
 ) -> ProfileSelection:
-    """The lines of the profile for `question` within `room` tokens: pinned facts, then how the user writes
-    when they ask for text in their voice, then the other facts by relevance (weighted by confidence)."""
+    """The lines of the profile for `question` within `room` tokens: pinned facts; the core (the most
+    confident facts, within CORE_SHARE of the room); how the user writes, when they ask for text in their
+    voice; then the other facts by relevance to the question (weighted by confidence)."""
     selection = ProfileSelection()
     lines: list[str] = []
     used = 0
 
-    def add(line: str) -> bool:
+    def add(line: str, limit: int = room) -> bool:
         nonlocal used
         cost = count(line) + (1 if lines else 0)  # a newline between lines
-        if used + cost > room:
+        if used + cost > limit:
             return False
         lines.append(line)
         used += cost
@@ -108,14 +121,22 @@ def select(
 
     active = state.active
     pinned = [f for f in active if f.origin == "pinned"]
-    others = [f for f in active if f.origin != "pinned"]
+    others = sorted((f for f in active if f.origin != "pinned"), key=lambda f: (-f.confidence, f.id))
     for fact in pinned:  # always: cut only if the budget cannot hold them at all
         (selection.used if add(fact_line(fact)) else selection.cut).append(fact.id)
+    core_limit = used + int(CORE_SHARE * max(room - used, 0))
+    rest = []
+    for fact in others:
+        if add(fact_line(fact), core_limit):
+            selection.used.append(fact.id)
+        else:
+            rest.append(fact)
+    selection.stable_lines = len(lines)
     style = WritingStyle.from_dict(state.style) if state.style else None
     if style is not None and style.messages and wants_my_voice(question):
         selection.voice = add(style.voice_instructions(state.name))
-    scores = _relevance(others, question_vector) if question_vector is not None else [1.0] * len(others)
-    ranked = sorted(zip(others, scores, strict=True), key=lambda p: p[1] * (0.5 + 0.5 * p[0].confidence), reverse=True)
+    scores = _relevance(rest, question_vector) if question_vector is not None else [1.0] * len(rest)
+    ranked = sorted(zip(rest, scores, strict=True), key=lambda p: p[1] * (0.5 + 0.5 * p[0].confidence), reverse=True)
     for fact, _ in ranked:
         (selection.used if add(fact_line(fact)) else selection.cut).append(fact.id)
     selection.text = "\n".join(lines)

@@ -16,6 +16,7 @@ from typing import Any
 
 from pllm_cli.errors import NotFoundError, StoreError
 from pllm_cli.paths import Paths, ensure_private_dir, write_private_text
+from pllm_cli.prefix_cache import PrefixCache
 from pllm_cli.profile.facts import Fact
 
 FORMAT_VERSION = 1
@@ -167,6 +168,7 @@ class ProfileFiles:
         write_private_text(history / f"{state.version:06d}.json", json.dumps(snapshot(state, reason, report)))
         write_private_text(self.paths.profile_file, json.dumps(state.to_dict(), ensure_ascii=False, indent=1))
         write_private_text(self.paths.profile_read_file, "\n".join(sorted(state.read)) + "\n")
+        PrefixCache(self.paths.prefix_cache_dir).clear()  # the model's encoding of the old profile goes too
 
     def history(self, *, all_saved: bool = False) -> list[dict[str, Any]]:
         """Every saved version up to the current one, oldest first (a snapshot left by a crash is ignored,

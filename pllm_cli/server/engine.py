@@ -61,8 +61,8 @@ class Engine:
 
     def handle(self, message: Message, send: Send, between: Callable[[], None] = lambda: None) -> str:
         """Run one request, sending what it produces; a short note for the log. PllmError for expected
-        failures, ProtocolError for a malformed request. A refresh calls `between` after each chunk it reads:
-        the server runs the requests waiting behind it there."""
+        failures, ProtocolError for a malformed request. A refresh calls `between` after each statement the model
+        restates and each chunk it reads: the server runs the requests waiting behind it there."""
         op = message.get("op")
         config = self._config(message)
         app = self._context(_text(message, "persona"))
@@ -100,6 +100,7 @@ class Engine:
                 me=config.me_names,
                 rebuild=bool(message.get("rebuild", False)),
                 on_progress=progress,
+                between=between,
             )
         finally:
             self._refreshing.discard(persona)

@@ -12,36 +12,51 @@ _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 
 
+class MarkdownSplitter:
+    """Sections of markdown fed a part at a time (a large file is read in parts): the heading path and an open
+    code fence carry over from one part to the next. The first H1 becomes the title."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.stack: list[tuple[int, str]] = []
+        self.in_fence = False
+        self.seen_text = False
+
+    def feed(self, text: str) -> list[Section]:
+        sections: list[Section] = []
+        lines: list[str] = []
+
+        def flush() -> None:
+            body = "\n".join(lines).strip()
+            if body:
+                path = [self.title] + [h for _, h in self.stack if h != self.title]
+                sections.append(Section(heading=" > ".join(path), text=body))
+                self.seen_text = True
+            lines.clear()
+
+        for line in text.splitlines():
+            if _FENCE.match(line):
+                self.in_fence = not self.in_fence
+            match = None if self.in_fence else _HEADING.match(line)
+            if match is None:
+                lines.append(line)
+                continue
+            flush()
+            level, heading = len(match.group(1)), match.group(2).strip()
+            if level == 1 and not self.seen_text and not self.stack:
+                self.title = heading
+            while self.stack and self.stack[-1][0] >= level:
+                self.stack.pop()
+            self.stack.append((level, heading))
+        flush()
+        return sections
+
+
 def split_markdown(text: str, title: str) -> tuple[str, list[Section]]:
     """Split markdown into sections keyed by their heading path; the first H1 becomes the title."""
-    sections: list[Section] = []
-    stack: list[tuple[int, str]] = []
-    lines: list[str] = []
-    in_fence = False
-
-    def flush() -> None:
-        body = "\n".join(lines).strip()
-        if body:
-            path = [title] + [h for _, h in stack if h != title]
-            sections.append(Section(heading=" > ".join(path), text=body))
-        lines.clear()
-
-    for line in text.splitlines():
-        if _FENCE.match(line):
-            in_fence = not in_fence
-        match = None if in_fence else _HEADING.match(line)
-        if match is None:
-            lines.append(line)
-            continue
-        flush()
-        level, heading = len(match.group(1)), match.group(2).strip()
-        if level == 1 and not sections and not stack:
-            title = heading
-        while stack and stack[-1][0] >= level:
-            stack.pop()
-        stack.append((level, heading))
-    flush()
-    return title, sections
+    splitter = MarkdownSplitter(title)
+    sections = splitter.feed(text)
+    return splitter.title, sections
 
 
 def read_markdown(path: Path, data: bytes) -> Document:

@@ -187,8 +187,11 @@ def _message_text(raw: str) -> str | None:
     return text
 
 
-def parse_whatsapp(text: str, conversation: str) -> list[Message]:
-    """The messages of a chat export's text; ids are "wa-" + the line number the message starts on."""
+def parse_whatsapp(text: str, conversation: str, warnings: list[str] | None = None) -> list[Message]:
+    """The messages of a chat export's text; ids are "wa-" + the line number the message starts on.
+
+    A message whose date cannot be (31/02/2023) is an InputError, or with `warnings` left out (its lines
+    with it) and reported there: one bad line does not cost the rest of the chat."""
     lines = text.split("\n")
     headers: dict[int, re.Match[str]] = {}
     for index, line in enumerate(lines):
@@ -222,7 +225,11 @@ def parse_whatsapp(text: str, conversation: str) -> list[Message]:
         try:
             when = _time(match, order).isoformat()
         except ValueError:
-            raise InputError(f"line {index + 1}: invalid date {match.group(0)[:40].strip()!r}", hint=_HINT) from None
+            problem = f"line {index + 1}: invalid date {match.group(0)[:40].strip()!r}"
+            if warnings is None:
+                raise InputError(problem, hint=_HINT) from None
+            warnings.append(problem + ", message left out")
+            continue
         name = re.sub(r"^~[\s\u202f]*", "", _strip_bidi(sender["name"]).strip()).strip()
         draft = _Draft(index + 1, when, name, [sender["text"] or ""])
     flush()
@@ -276,8 +283,12 @@ def read_whatsapp(path: Path, data: bytes) -> Document:
     where = f"{path.name}: {member}" if member else path.name
     text = decode_text(data, where)
     conversation = "WhatsApp: " + _conversation_name(path, member)
-    try:
-        messages = parse_whatsapp(text, conversation)
-    except InputError as exc:
-        raise InputError(f"{where} {exc.message}", hint=exc.hint) from None
-    return Document(source=str(path), format="whatsapp", title=conversation, messages=messages)
+    warnings: list[str] = []
+    messages = parse_whatsapp(text, conversation, warnings)
+    return Document(
+        source=str(path),
+        format="whatsapp",
+        title=conversation,
+        messages=messages,
+        warnings=[f"{where}: {warning}" for warning in warnings],
+    )
