@@ -400,3 +400,31 @@ def test_a_forget_cut_short_on_the_server_leaves_one_whole_generation_and_is_fin
     documents = server_documents(chroma_server, database)
     assert sorted(documents) == ["pllm.default.2", "pllm.default.live"]
     assert not any(SECRET in d for d in documents["pllm.default.2"])
+
+
+def test_a_large_file_ingested_in_parts_reaches_the_other_home_whole(
+    tmp_path: Path, fake_embedder: Any, chroma_server: ChromaServer, database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each part's records carry the record of the time; the last part restamps them all, so another home takes
+    the file only once it is whole (and then all of it)."""
+    from test_bad_input import write_large
+
+    from pllm_cli.ingest import files
+    from pllm_cli.ingest.pipeline import ingest_paths
+
+    monkeypatch.setattr(files, "LARGE_FILE_BYTES", 20_000)
+    monkeypatch.setattr(files, "PART_BYTES", 4_000)
+    big = write_large(tmp_path / "big.md")
+    server = MemoryServer(f"{chroma_server.url}/{database}")
+    laptop = ChromaStore(tmp_path / "laptop", fake_embedder.name, server=server)
+    try:
+        report = ingest_paths([big], laptop, fake_embedder)
+        assert report.files[0].status == "added" and report.chunks_written > 20
+    finally:
+        laptop.close()
+    desktop = ChromaStore(tmp_path / "desktop", fake_embedder.name, server=server)
+    try:
+        [record] = desktop.sources()
+        assert record.chunks == report.chunks_written == desktop.count() and "+partial@" not in record.sha256
+    finally:
+        desktop.close()
