@@ -63,6 +63,7 @@ bench: install
 	$(PY) bench/serve_latency.py
 	$(PY) bench/steer_cost.py
 	$(PY) bench/search_scale.py
+	$(PY) bench/search_remote.py
 	$(VENV)/bin/pllm eval retrieval ../shared/eval/locomo/locomo-dev.json --ablate
 
 clean:

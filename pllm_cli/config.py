@@ -27,6 +27,7 @@ class Setting:
     help: str
     minimum: float | None = None
     maximum: float | None = None
+    secret: bool = False  # shown as "(set)" by `pllm config show`
 
     @property
     def env_var(self) -> str:
@@ -91,6 +92,20 @@ SETTINGS: tuple[Setting, ...] = (
         1,
         1024,
     ),
+    Setting(
+        "memory_url",
+        str,
+        "",
+        "A Chroma server (`chroma run`) holding memory's vectors and records, http://host:port[/database]; "
+        "empty: the embedded store in the home (docs/scale.md).",
+    ),
+    Setting(
+        "memory_token",
+        str,
+        "",
+        "Sent as `Authorization: Bearer TOKEN` to memory_url (for a server behind an authenticating proxy).",
+        secret=True,
+    ),
 )
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
 
@@ -111,6 +126,8 @@ class Config:
     redact: bool = False
     lock_wait: float = 0.0
     serve_queue: int = 4
+    memory_url: str = ""
+    memory_token: str = ""
 
     @property
     def me_names(self) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ from pllm_cli.config import Config, load_config
 from pllm_cli.cpu_load import LoadWatch
 from pllm_cli.embedding import SentenceTransformerEmbedder
 from pllm_cli.locking import Notice, memory_lock
+from pllm_cli.memory.remote import MemoryServer
 from pllm_cli.memory.retrieval import Retriever
 from pllm_cli.memory.store import ChromaStore
 from pllm_cli.paths import Paths
@@ -39,8 +40,14 @@ class AppContext:
         return SentenceTransformerEmbedder(Path(path).expanduser() if path else None)
 
     @cached_property
+    def memory_server(self) -> MemoryServer | None:
+        """The Chroma server holding memory (memory_url), or None: the embedded store in the home."""
+        url = self.config.memory_url
+        return MemoryServer(url, self.config.memory_token, self.paths.persona) if url else None
+
+    @cached_property
     def store(self) -> ChromaStore:
-        return ChromaStore(self.paths.memory_dir, embedding_model=self.embedder.name)
+        return ChromaStore(self.paths.memory_dir, embedding_model=self.embedder.name, server=self.memory_server)
 
     @cached_property
     def retriever(self) -> Retriever:

@@ -18,6 +18,7 @@ class ExitCode(IntEnum):
     STORE = 9  # the memory store is unusable (corrupt, or built with another embedding model)
     BUSY = 10  # another pllm process holds the lock
     SERVER_BUSY = 11  # the pllm server's queue is full (or it is stopping): try again, or --no-server
+    UNREACHABLE = 12  # the memory server (memory_url) does not answer, or refuses pllm's token
     INTERRUPTED = 130  # Ctrl-C
 
 
@@ -66,6 +67,10 @@ class ConfigError(PllmError):
 
 class StoreError(PllmError):
     exit_code = ExitCode.STORE
+
+
+class UnreachableError(PllmError):
+    exit_code = ExitCode.UNREACHABLE
 
 
 class BusyError(PllmError):

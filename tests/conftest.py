@@ -239,13 +239,116 @@ def fake_models(monkeypatch: pytest.MonkeyPatch) -> FakeChatModel:
 
 
 @pytest.fixture
-def store(tmp_path: Path, fake_embedder: FakeEmbedder) -> Iterator[Any]:
-    """A real Chroma + SQLite memory on disk in tmp_path, for the fake embedder."""
+def store(request: pytest.FixtureRequest, tmp_path: Path, fake_embedder: FakeEmbedder) -> Iterator[Any]:
+    """A real Chroma + SQLite memory on disk in tmp_path, for the fake embedder; in a module of the memory
+    suite (MEMORY_SUITE), once embedded and once on the session's Chroma server."""
     from pllm_cli.memory.store import ChromaStore
 
-    memory = ChromaStore(tmp_path / "memory", embedding_model=fake_embedder.name)
+    server = request.getfixturevalue("memory_backend") if "memory_backend" in request.fixturenames else None
+    memory = ChromaStore(tmp_path / "memory", embedding_model=fake_embedder.name, server=server)
     yield memory
     memory.close()
+
+
+# --- memory on a Chroma server ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChromaServer:
+    url: str  # http://127.0.0.1:PORT
+    data: Path  # its --path
+
+    def client(self, database: str) -> Any:
+        """A chromadb client of one database, to read what the server holds directly."""
+        import chromadb
+        from chromadb.config import Settings
+
+        port = int(self.url.rsplit(":", 1)[1])
+        return chromadb.HttpClient(
+            host="127.0.0.1", port=port, settings=Settings(anonymized_telemetry=False), database=database
+        )
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
+    """A real `chroma run` on 127.0.0.1 on a free port with its own data folder, for the whole session."""
+    import shutil
+    import subprocess
+    import time
+
+    import httpx
+
+    chroma = Path(sys.executable).with_name("chroma")
+    command = str(chroma) if chroma.exists() else shutil.which("chroma")
+    assert command, "the chroma command (installed with chromadb) is needed for the memory-server tests"
+    data = tmp_path_factory.mktemp("chroma-server")
+    port = free_port()
+    log = (data.parent / "chroma-server.log").open("wb")
+    process = subprocess.Popen(
+        [command, "run", "--path", str(data / "data"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"chroma run did not start: see {log.name}")
+        time.sleep(0.1)
+    try:
+        yield ChromaServer(url, data / "data")
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+# The memory suite: modules marked `pytestmark = pytest.mark.usefixtures("memory_backend")` run each test that
+# uses `store` or the CLI (`run`) twice, with the embedded memory and with memory on the session's Chroma server.
+# Their other tests (no memory), and those marked embedded_only, run once.
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_server = callspec is not None and callspec.params.get("memory_backend") == "server"
+        names = set(getattr(item, "fixturenames", ()))
+        needless = not names & {"store", "run", "chroma_server"} or item.get_closest_marker("embedded_only")
+        (dropped if on_server and needless else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@pytest.fixture(params=["embedded", "server"])
+def memory_backend(request: pytest.FixtureRequest, isolated_environment: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """None (the embedded store), or a MemoryServer in a database of this test's own on the session's Chroma
+    server, also set as PLLM_MEMORY_URL for the CLI."""
+    if request.param == "embedded":
+        return None
+    from pllm_cli.memory.remote import MemoryServer
+
+    server: ChromaServer = request.getfixturevalue("chroma_server")
+    database = "t" + hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:16]
+    monkeypatch.setenv("PLLM_MEMORY_URL", f"{server.url}/{database}")
+    return MemoryServer(f"{server.url}/{database}")
 
 
 # --- the real bundled models, built once ----------------------------------------------------------

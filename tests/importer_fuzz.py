@@ -29,8 +29,10 @@ MEMBERS = ("conversations.json", "_chat.txt", "result.json", "WhatsApp Chat with
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.sampled_from(EXPORT_KEYS) | st.text(max_size=8), inner, max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(EXPORT_KEYS) | st.text(max_size=8), inner, max_size=6)
+    ),
     max_leaves=30,
 )
 

@@ -22,6 +22,8 @@ from pllm_cli.ingest.pipeline import IngestReport, ingest_paths
 from pllm_cli.ingest.readers import read_document
 from pllm_cli.memory.store import ChromaStore
 
+pytestmark = pytest.mark.usefixtures("memory_backend")  # embedded and on a Chroma server (conftest.py)
+
 LATIN1_NAME = os.fsdecode(b"caf\xe9.md")  # a file name that is not UTF-8, as Python sees it
 
 
@@ -340,12 +342,12 @@ def test_large_file_with_a_nul_byte_late_fails_alone_and_leaves_nothing(
 
 
 def test_partial_source_is_listed_as_partial(
-    small_parts: None, tmp_path: Path, run: Any, fake_models: Any, home: Path
+    small_parts: None, tmp_path: Path, run: Any, fake_models: Any, home: Path, memory_backend: Any
 ) -> None:
     from pllm_cli.paths import Paths
 
     big = write_large(tmp_path / "big.txt")
-    memory = ChromaStore(Paths(home).memory_dir, embedding_model=FakeEmbedder().name)
+    memory = ChromaStore(Paths(home).memory_dir, embedding_model=FakeEmbedder().name, server=memory_backend)
     with pytest.raises(Killed):
         ingest_paths([big], memory, KilledAfter(parts=2))
     memory.close()
@@ -389,4 +391,3 @@ def test_config_set_embedding_model_checks_the_folder(run: Any, tmp_path: Path, 
 
 def test_unknown_search_mode_is_a_usage_error(run: Any) -> None:
     assert_clean_error(run("memory", "search", "--mode", "bogus", "x"), ExitCode.USAGE, "unknown search mode")
-

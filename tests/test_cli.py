@@ -436,7 +436,8 @@ def test_status_without_loading_models(run, home: Path) -> None:  # type: ignore
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["paths"]["home"] == str(home)
-    assert data["chat_model"].endswith(".gguf") and data["memory"] == {"sources": 0, "chunks": 0}
+    assert data["chat_model"].endswith(".gguf")
+    assert data["memory"] == {"kind": "embedded", "path": data["paths"]["memory"], "sources": 0, "chunks": 0}
     assert data["profile"] == {"version": 0, "facts": 0}
     assert data["server"] == {"running": False}
 

@@ -10,6 +10,8 @@ import pytest
 
 from pllm_cli.errors import ExitCode
 
+pytestmark = pytest.mark.usefixtures("memory_backend")  # embedded and on a Chroma server (conftest.py)
+
 LOCOMO_DEV = Path(__file__).resolve().parents[2] / "shared" / "eval" / "locomo" / "locomo-dev.json"
 
 
@@ -78,6 +80,8 @@ def test_eval_rejects_bad_input(tmp_path: Path, run: Any, fake_models: Any) -> N
 
 
 @pytest.mark.e2e
+@pytest.mark.embedded_only  # the whole dev set with the real model: the same figures on a server are checked on
+# the small fixture (test_memory_server.py)
 @pytest.mark.skipif(not LOCOMO_DEV.exists(), reason="../shared/eval/locomo/locomo-dev.json is not beside the repo")
 def test_hybrid_recall_on_locomo_dev_does_not_regress(run: Any) -> None:
     """The real embedder on the real data (~80 s): 78.3 measured when this test was written (issue 5 asks for

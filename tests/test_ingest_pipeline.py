@@ -15,6 +15,8 @@ from pllm_cli.errors import StoreError
 from pllm_cli.ingest.pipeline import IngestEvent, discover_files, ingest_paths
 from pllm_cli.memory.store import ChromaStore
 
+pytestmark = pytest.mark.usefixtures("memory_backend")  # embedded and on a Chroma server (conftest.py)
+
 
 @pytest.fixture
 def notes(tmp_path: Path) -> Path:

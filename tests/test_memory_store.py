@@ -13,6 +13,8 @@ from pllm_cli.memory.records import Chunk, SourceRecord, Turn
 from pllm_cli.memory.retrieval import Retriever
 from pllm_cli.memory.store import ChromaStore, fuse
 
+pytestmark = pytest.mark.usefixtures("memory_backend")  # embedded and on a Chroma server (conftest.py)
+
 NOTES = {
     "/notes/elin.md": [
         "Elin collects Hagi tea bowls from Japan",

@@ -20,6 +20,8 @@ from pllm_cli.memory.passages import passage_tokens
 from pllm_cli.memory.records import Chunk, SourceRecord
 from pllm_cli.memory.retrieval import Retriever, Techniques
 
+pytestmark = pytest.mark.usefixtures("memory_backend")  # embedded and on a Chroma server (conftest.py)
+
 # Two sessions that say nearly the same thing, months apart; chatter around each.
 SESSIONS = {
     "2026-01-10T19:00:00": ["we had ramen at Ichiran tonight", "it was great, let's go again", "agreed"],

@@ -6,8 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from pllm_cli.cli.memory import source_statuses
 from pllm_cli.ingest.pipeline import IngestOptions, discover_files, ingest_paths
+
+pytestmark = pytest.mark.usefixtures("memory_backend")  # embedded and on a Chroma server (conftest.py)
 
 
 def chat_file(path: Path, speakers: list[str]) -> Path:

@@ -72,6 +72,13 @@ def root(
         envvar="PLLM_NO_SERVER",
         help="Run ask, chat, memory search and profile refresh in this process even if `pllm serve` is running.",
     ),
+    memory_url: str | None = typer.Option(
+        None,
+        "--memory-url",
+        envvar="PLLM_MEMORY_URL",
+        help="A Chroma server holding memory, http://host:port[/database] (docs/scale.md); default: in the home.",
+        show_default=False,
+    ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
@@ -83,7 +90,12 @@ def root(
     root_dir = _checked_home(ctx, home) if home else None
     if profile is not None:
         check_name(profile)
-    ctx.obj = AppContext(paths=Paths.resolve(root_dir, profile), quiet=quiet, no_server=no_server)
+    ctx.obj = AppContext(
+        paths=Paths.resolve(root_dir, profile),
+        overrides={"memory_url": memory_url},
+        quiet=quiet,
+        no_server=no_server,
+    )
     tighten_home(ctx.obj.paths.root)
     ctx.call_on_close(ctx.obj.close)
 

@@ -25,7 +25,8 @@ def show(ctx: typer.Context, json_output: bool = typer.Option(False, "--json", h
         origin = (
             setting.env_var if setting.env_var in os.environ else "config.toml" if setting.key in in_file else "default"
         )
-        rows.append({"key": setting.key, "value": effective[setting.key], "origin": origin, "help": setting.help})
+        value = "(set)" if setting.secret and effective[setting.key] else effective[setting.key]
+        rows.append({"key": setting.key, "value": value, "origin": origin, "help": setting.help})
     if json_output:
         print_json({row["key"]: {"value": row["value"], "origin": row["origin"]} for row in rows})
         return

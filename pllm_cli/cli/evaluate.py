@@ -44,7 +44,9 @@ def retrieval(
         if not app_ctx.quiet and not json_output:
             err().print(line, markup=False, style="dim")
 
-    evaluation = evaluate_retrieval(file, app_ctx.embedder, modes, on_progress=progress, ablate=ablate)
+    evaluation = evaluate_retrieval(
+        file, app_ctx.embedder, modes, on_progress=progress, ablate=ablate, server=app_ctx.memory_server
+    )
     if json_output:
         print_json(evaluation.to_dict())
         return

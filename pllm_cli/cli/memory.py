@@ -1,4 +1,4 @@
-"""pllm memory: search, stats, sources, forget."""
+"""pllm memory: search, stats, sources, sync, forget."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from pllm_cli.cli.locks import lock_wait, wait_option, waiting_notice
 from pllm_cli.context import AppContext
 from pllm_cli.errors import BusyError, InputError, NotFoundError, PllmError, UsageError
 from pllm_cli.file_names import shown, source_key, source_path
-from pllm_cli.ingest.pipeline import PARTIAL, ForgetReport, IngestOptions, forget_memory
+from pllm_cli.ingest.pipeline import ForgetReport, IngestOptions, forget_memory
 from pllm_cli.memory.forgetting import ForgetRule
 from pllm_cli.memory.index import ChunkIndex
 from pllm_cli.memory.lookup import look_up, look_up_many
-from pllm_cli.memory.records import SourceRecord
+from pllm_cli.memory.records import PARTIAL, SourceRecord
 from pllm_cli.memory.store import SEARCH_MODES
 from pllm_cli.profile.facts import Fact
 from pllm_cli.profile.manage import drop_facts_of_forgotten_memory, profile_lock
@@ -172,6 +172,27 @@ def source_statuses(records: list[SourceRecord], failures: dict[str, tuple[str, 
             empty = {"format": "", "chunks": 0, "messages": 0, "ingested_at": "", "sha256": "", "redacted": False}
             rows.append({"source": source, **empty, "status": "failed", "reason": reason, "failed_at": failed_at})
     return sorted(rows, key=lambda row: str(row["source"]))
+
+
+@app.command("sync")
+def sync(
+    ctx: typer.Context,
+    wait: float | None = wait_option("this memory"),
+    json_output: bool = typer.Option(False, "--json", help="JSON on stdout."),
+) -> None:
+    """With memory on a Chroma server (memory_url): bring this home's index in step with the server's records now,
+    whether or not another client has written since (every command does so when one has). Sources that are not
+    whole on the server (an ingest cut short there) are listed as incomplete and left as they were."""
+    app_ctx: AppContext = ctx.obj
+    if app_ctx.memory_server is None:
+        raise InputError("memory is embedded in this home: there is nothing to sync", hint="see docs/scale.md")
+    with app_ctx.changing_memory(lock_wait(app_ctx, wait), waiting_notice(app_ctx)):
+        done = app_ctx.store.sync().to_dict()
+    if json_output:
+        print_json(done)
+    elif not app_ctx.quiet:
+        for key, names in done.items():
+            err().print(f"{key:<12} {len(names)}", markup=False)
 
 
 @app.command("forget")

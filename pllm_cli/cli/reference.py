@@ -101,6 +101,10 @@ $PLLM_HOME/
     memory/chroma.build.lock   held while a forget builds the next one
 ```
 
+With `memory_url` set, the vectors and the chunks' records are on a Chroma server instead of in
+`memory/chroma-<n>/`. `memory/index.sqlite3` then holds this home's copy of the records and the BM25 index,
+kept in step with the server ([scale.md](scale.md)).
+
 Directories are created 0700 and files 0600: personal data is readable by you only. A home that already
 exists is tightened to 0700 by any command, if it is yours and looks like pllm's (it holds `config.toml` or
 `personas/`, or is empty), so `--home ~` never locks up your own folder. A `--home` or `PLLM_HOME` that is a

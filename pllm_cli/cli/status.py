@@ -7,7 +7,7 @@ import typer
 from pllm_cli import __version__
 from pllm_cli.cli.console import out, print_json
 from pllm_cli.context import AppContext
-from pllm_cli.errors import PllmError
+from pllm_cli.errors import PllmError, UnreachableError
 from pllm_cli.llama_backend import describe_cpu_backend
 from pllm_cli.personas import describe
 from pllm_cli.server.client import running_server
@@ -33,11 +33,23 @@ def _server(app_ctx: AppContext) -> dict[str, object]:
     return {"running": True, "pid": status.get("pid"), "socket": status.get("socket"), "http": status.get("http")}
 
 
+def _memory(app_ctx: AppContext) -> tuple[dict[str, object], UnreachableError | None]:
+    """Which memory is in use, its counts, and (on a server) whether it answers."""
+    try:
+        store = app_ctx.store
+    except UnreachableError as error:
+        server = app_ctx.memory_server
+        assert server is not None
+        return {"kind": "server", "url": server.base_url, "database": server.database, "reachable": False}, error
+    return {**store.describe(), "sources": len(store.sources()), "chunks": store.count()}, None
+
+
 def status(ctx: typer.Context, json_output: bool = typer.Option(False, "--json", help="JSON on stdout.")) -> None:
-    """Paths, models and memory counts, without loading any model."""
+    """Paths, models and memory (which, and whether its server answers), without loading any model. Exit code 12
+    after the report if the memory server does not answer."""
     app_ctx: AppContext = ctx.obj
     config = app_ctx.config
-    store = app_ctx.store
+    memory, unreachable = _memory(app_ctx)
     persona = describe(app_ctx.paths)
     data = {
         "version": __version__,
@@ -47,17 +59,19 @@ def status(ctx: typer.Context, json_output: bool = typer.Option(False, "--json",
         "embedding_model": _model_path(lambda: app_ctx.embedder.path),
         "llama_cpu_variant": describe_cpu_backend(),
         "context_size": config.context_size,
-        "memory": {"sources": len(store.sources()), "chunks": store.count()},
+        "memory": memory,
         "profile": {"version": persona.profile_version, "facts": persona.facts},
         "me": config.me,
         "server": _server(app_ctx),
     }
     if json_output:
         print_json(data)
-        return
-    for key, value in data.items():
-        if isinstance(value, dict):
-            for sub, subvalue in value.items():
-                out().print(f"{key + '.' + sub:<20} {subvalue}", markup=False)
-        else:
-            out().print(f"{key:<20} {value}", markup=False)
+    else:
+        for key, value in data.items():
+            if isinstance(value, dict):
+                for sub, subvalue in value.items():
+                    out().print(f"{key + '.' + sub:<20} {subvalue}", markup=False)
+            else:
+                out().print(f"{key:<20} {value}", markup=False)
+    if unreachable is not None:
+        raise unreachable

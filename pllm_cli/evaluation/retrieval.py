@@ -15,6 +15,7 @@ from pllm_cli.embedding import Embedder
 from pllm_cli.evaluation.conversations import conversation_memories
 from pllm_cli.evaluation.locomo import aggregate, evidence_share, extract_questions, recall_at_k
 from pllm_cli.memory.passages import passage_tokens
+from pllm_cli.memory.remote import MemoryServer
 from pllm_cli.memory.retrieval import POOL, Retriever, Techniques
 from pllm_cli.memory.store import SEARCH_MODES, SearchMode
 
@@ -51,6 +52,7 @@ def evaluate_retrieval(
     modes: Sequence[SearchMode] = SEARCH_MODES,
     on_progress: Callable[[str], None] | None = None,
     ablate: bool = False,
+    server: MemoryServer | None = None,
 ) -> RetrievalEvaluation:
     """Every question of categories 1-4 of each conversation, in each mode: the passages packed within each
     budget by the packer `pllm ask` uses (counting 1.3 tokens a word, without the "[n] from FILE:" line ask
@@ -61,7 +63,7 @@ def evaluate_retrieval(
     if ablate:
         runs.update({name: ("hybrid", techniques) for name, techniques in ABLATIONS.items()})
     scores: dict[str, list[tuple[int, dict[str, float]]]] = {name: [] for name in runs}
-    for sample, records, store in conversation_memories(path, embedder):
+    for sample, records, store in conversation_memories(path, embedder, server=server):
         questions = extract_questions(sample)
         for name, (mode, techniques) in runs.items():
             retriever = Retriever(store, embedder, mode, now=store.latest_time(), techniques=techniques)

@@ -26,16 +26,15 @@ from pllm_cli.ingest.files import NotRegularFile, open_regular
 from pllm_cli.ingest.readers import is_supported, read_document
 from pllm_cli.memory.forgetting import ForgetRule, apply_rules, apply_to_chunk
 from pllm_cli.memory.rebuild import Rebuilt
-from pllm_cli.memory.records import Chunk, Mail, SourceRecord
+from pllm_cli.memory.records import PARTIAL, Chunk, Mail, SourceRecord
 from pllm_cli.memory.store import ChromaStore, MemoryStore
 
 Status = Literal["added", "updated", "moved", "unchanged", "skipped", "failed", "pruned"]
 MAX_FILE_BYTES = 512 * 1024 * 1024
 IGNORE_FILE = ".pllmignore"
-# The sha256 column of a large file committed only up to a byte offset: "<content key>+partial@<offset>".
-# It equals no file's content key, so the next ingest never takes the source as unchanged (or as moved): it
-# goes on from that offset if the file is the same, else reads it again from the start.
-PARTIAL = "+partial@"
+# The sha256 column of a large file committed only up to a byte offset: "<content key>+partial@<offset>"
+# (records.PARTIAL). It equals no file's content key, so the next ingest never takes the source as unchanged (or
+# as moved): it goes on from that offset if the file is the same, else reads it again from the start.
 
 
 @dataclass(frozen=True)
@@ -195,7 +194,7 @@ def ingest_paths(
         report.files.append(result)
         emit(IngestEvent("file", result=result))
     if prune:
-        gone = [record for record in store.sources() if not source_path(record.source).exists()]
+        gone = [r for r in store.sources() if not source_path(r.source).exists() and store.ingested_here(r.source)]
         if gone:
             store.mark_forgetting()
         for record in gone:
@@ -288,7 +287,12 @@ def _now() -> str:
 def _moved(store: MemoryStore, source: str, key: str) -> FileResult | None:
     """A renamed or moved file (same content, its old path gone): nothing to embed again."""
     moved_from = next(
-        (r for r in store.sources_with_key(key) if r.source != source and not source_path(r.source).exists()), None
+        (
+            r
+            for r in store.sources_with_key(key)  # this home's own: another machine's paths are missing here
+            if r.source != source and not source_path(r.source).exists() and store.ingested_here(r.source)
+        ),
+        None,
     )
     if moved_from is None:
         return None
@@ -438,7 +442,7 @@ def _forget_in_stored_chunks(store: ChromaStore, embedder: Embedder, chunks: Seq
         store.update_chunks(changed, embed_in_batches(embedder, [c.embedding_text for c in changed]))
     dropped = sum(len(c.turns) for c in chunks) - sum(len(c.turns) for c in changed)
     if chunks and dropped:
-        store.index.remove_messages(chunks[0].source, dropped)
+        store.remove_messages(chunks[0].source, dropped)
 
 
 def forget_by_rule(
@@ -446,8 +450,7 @@ def forget_by_rule(
 ) -> list[ForgetResult]:
     """Store `rule` (so later ingests keep to it) and apply it now to every source it touches. The caller ends
     with store.finish_forgetting() (as forget_memory does), which compacts SQLite and rebuilds the vector store."""
-    store.mark_forgetting()
-    store.index.add_forget_rule(rule.kind, rule.value)
+    store.mark_forgetting([rule])
     touched: dict[str, list[Chunk]] = {}
     for chunk in store.index.iter_chunks():
         if rule.touches(chunk):

@@ -7,6 +7,7 @@ the file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sqlite3
@@ -142,7 +143,7 @@ class ChunkIndex:
             for chunk in chunks:
                 self.db.execute(
                     "UPDATE chunks SET text = ?, meta = ?, start_at = ?, end_at = ? WHERE id = ?",
-                    (chunk.body, json.dumps(_meta(chunk)), *_wall_clock_span(chunk), chunk.id),
+                    (chunk.body, stored_meta(chunk), *_wall_clock_span(chunk), chunk.id),
                 )
             self._drop_fts([chunk.id for chunk in chunks])
             self._add_fts(chunks)
@@ -182,6 +183,11 @@ class ChunkIndex:
     def chunk_ids(self, source: str) -> list[str]:
         return [row[0] for row in self.db.execute("SELECT id FROM chunks WHERE source = ?", (source,))]
 
+    def chunk_digests(self) -> dict[str, str]:
+        """chunk id -> row_digest of every chunk."""
+        rows = self.db.execute("SELECT id, source, position, text, meta FROM chunks")
+        return {row[0]: row_digest(row[1], row[2], row[3], row[4]) for row in rows}
+
     def chunk_sources(self) -> list[tuple[str, str]]:
         """(chunk id, source) of every chunk."""
         return [(row[0], row[1]) for row in self.db.execute("SELECT id, source FROM chunks ORDER BY rowid")]
@@ -192,7 +198,7 @@ class ChunkIndex:
             self._drop_fts([c.id for c in chunks])  # ids held by another source (none, unless a rename raced)
             self.db.executemany(
                 "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(c.id, c.source, c.position, c.body, json.dumps(_meta(c)), *_wall_clock_span(c)) for c in chunks],
+                [(c.id, c.source, c.position, c.body, stored_meta(c), *_wall_clock_span(c)) for c in chunks],
             )
             self._add_fts(chunks)
             self.db.execute("INSERT OR REPLACE INTO sources VALUES (?, ?, ?, ?, ?, ?)", _row(record))
@@ -207,7 +213,7 @@ class ChunkIndex:
             self._drop_fts([c.id for c in chunks])
             self.db.executemany(
                 "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(c.id, c.source, c.position, c.body, json.dumps(_meta(c)), *_wall_clock_span(c)) for c in chunks],
+                [(c.id, c.source, c.position, c.body, stored_meta(c), *_wall_clock_span(c)) for c in chunks],
             )
             self._add_fts(chunks)
             self.db.execute("INSERT OR REPLACE INTO sources VALUES (?, ?, ?, ?, ?, ?)", _row(record))
@@ -378,12 +384,17 @@ def _wall_clock_span(chunk: Chunk) -> tuple[str, str]:
     return start, max(start, wall_clock(chunk.end_time))
 
 
-def _meta(chunk: Chunk) -> dict[str, object]:
-    """What the meta column holds: the chunk's structured fields but those with columns of their own."""
+def stored_meta(chunk: Chunk) -> str:
+    """What the meta column holds: the chunk's structured fields but those with columns of their own, as JSON."""
     data = chunk.to_dict()
     for key in ("id", "source", "position", "body"):
         data.pop(key)
-    return data
+    return json.dumps(data)
+
+
+def row_digest(source: str, position: int, body: str, meta: str) -> str:
+    """A chunk's fingerprint as stored (memory/mirror.py compares a server's records with this index by it)."""
+    return hashlib.sha256(f"{source}\0{position}\0{body}\0{meta}".encode()).hexdigest()[:32]
 
 
 def _chunk(row: tuple[str, str, int, str, str]) -> Chunk:

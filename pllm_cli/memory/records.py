@@ -17,6 +17,8 @@ Format = Literal[
 FORMATS: tuple[Format, ...] = get_args(Format)
 MAIL_FORMATS: frozenset[Format] = frozenset({"email", "mbox"})
 ChunkKind = Literal["text", "chat"]
+# In a source's sha256, after the file's key: how far a large file ingested in parts has got (ingest/pipeline.py).
+PARTIAL = "+partial@"
 
 
 def format_time(iso: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -13,8 +14,10 @@ from pllm_cli.errors import StoreError
 from pllm_cli.memory.forgetting import ForgetRule
 from pllm_cli.memory.generations import Generations, generation_number
 from pllm_cli.memory.index import ChunkIndex
+from pllm_cli.memory.mirror import Synced, payload, sync
 from pllm_cli.memory.rebuild import Rebuilt, rebuild_generation
-from pllm_cli.memory.records import Chunk, Hit, SourceRecord
+from pllm_cli.memory.records import PARTIAL, Chunk, Hit, SourceRecord
+from pllm_cli.memory.remote import MemoryServer, RemoteVectors
 from pllm_cli.memory.timeframes import Period
 from pllm_cli.paths import ensure_private_dir, make_tree_private
 
@@ -44,6 +47,11 @@ PERIOD_POOL = 1000
 HNSW = {"space": "cosine", "ef_search": 400, "ef_construction": 200, "max_neighbors": 32}
 # In SQLite's meta table: "1" from before the first deletion of a forget until its rebuild is done.
 FORGET_MARK = "forget_pending"
+# In SQLite's meta table, with a memory server: which memory this index mirrors ("<database>/<persona>"), and the
+# server's revision it was last synced at (memory/remote.py).
+MIRRORS = "mirrors"
+SYNCED_AT = "server_revision"
+HOME_ID = "home_id"
 T = TypeVar("T")
 
 
@@ -58,6 +66,7 @@ class MemoryStore(Protocol):
         self, record: SourceRecord, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]], *, first: bool
     ) -> None: ...
     def remove_source(self, source: str) -> int: ...
+    def ingested_here(self, source: str) -> bool: ...
     def rename_source(self, old: str, new: str) -> None: ...
     def sources_with_key(self, sha256: str) -> list[SourceRecord]: ...
     def record_failure(self, source: str, reason: str) -> None: ...
@@ -72,9 +81,13 @@ class MemoryStore(Protocol):
 
 
 class ChromaStore:
-    """Chroma on disk for vectors; SQLite for texts, sources and BM25. Embedding model recorded in both."""
+    """Chroma on disk for vectors; SQLite for texts, sources and BM25. Embedding model recorded in both.
 
-    def __init__(self, directory: Path, embedding_model: str) -> None:
+    With `server`, the vectors and every chunk's record are in a Chroma server instead (memory/remote.py) and
+    SQLite mirrors the server's records (memory/mirror.py): synced on opening when another client has written
+    since. Writes keep the embedded order: the server first, SQLite (the sha256 that says a file is done) last."""
+
+    def __init__(self, directory: Path, embedding_model: str, server: MemoryServer | None = None) -> None:
         self.directory = directory
         self.embedding_model = embedding_model
         ensure_private_dir(directory)
@@ -83,7 +96,87 @@ class ChromaStore:
         self._client: Any = None
         self._collection: Any = None
         self._generation: Path | None = None
-        self._check_model()
+        self.server = server
+        self.remote: RemoteVectors | None = None
+        try:
+            self._check_model()
+            mirrors = self._check_mirror()
+            if server is not None:
+                self.remote = RemoteVectors(server, embedding_model, HNSW)
+                if mirrors is None:  # a new index: it mirrors this server's memory from now on
+                    self.index.set_meta(MIRRORS, f"{server.database}/{server.persona}")
+                self.sync(only_if_changed=True)
+        except BaseException:
+            self.index.close()
+            raise
+
+    def _check_mirror(self) -> str | None:
+        """An index mirrors one memory server's collections, or none (the embedded store): never both. Returns
+        what it mirrors (None for a new index)."""
+        mirrors = self.index.get_meta(MIRRORS)
+        wanted = f"{self.server.database}/{self.server.persona}" if self.server is not None else None
+        if mirrors == wanted or (mirrors is None and self.index.count() == 0):
+            return mirrors
+        if mirrors is None:
+            raise StoreError(
+                f"the memory in {self.directory} is embedded (its vectors are in this home), not on a server",
+                hint="use another home (--home) or persona (--profile) for the server's memory, or unset memory_url",
+            )
+        raise StoreError(
+            f"the memory in {self.directory} mirrors {mirrors!r} on a memory server"
+            + (f", not {wanted!r}" if wanted else ""),
+            hint="set memory_url back to that server (docs/scale.md), or use another home or persona",
+        )
+
+    def sync(self, *, only_if_changed: bool = False) -> Synced:
+        """Bring the local index in step with the server's records (nothing to do without a server)."""
+        if self.remote is None:
+            return Synced()
+        revision = self.remote.revision()  # read first: a write after it changes it again
+        if only_if_changed and revision == self.index.get_meta(SYNCED_AT):
+            return Synced()
+        done = sync(self.index, self.remote.collection)
+        for kind, value in self.remote.forget_rules():  # rules another client stored: this one's ingests too
+            self.index.add_forget_rule(kind, value)
+        self.index.set_meta(SYNCED_AT, revision)
+        return done
+
+    def _written(self) -> None:
+        """After a write to the server: a new revision for the other clients; this index stays in step with it
+        if it was with the one before (else the next open syncs)."""
+        if self.remote is not None:
+            before, after = self.remote.bump()
+            if before == self.index.get_meta(SYNCED_AT):
+                self.index.set_meta(SYNCED_AT, after)
+
+    def _restamp(self, sources: Sequence[str]) -> None:
+        """Rewrite the server's metadata of these sources' chunks after their counts changed in SQLite."""
+        if self.remote is None:
+            return
+        for source in sources:
+            record = self.index.source(source)
+            if record is None:
+                continue
+            ids = self.index.chunk_ids(source)
+            chunks = self.index.get(ids)
+            for start in range(0, len(ids), 1000):
+                batch = [chunks[i] for i in ids[start : start + 1000]]
+                self.collection.update(
+                    ids=[c.id for c in batch], metadatas=self._records(record, batch, kept=True)["metadatas"]
+                )
+
+    def describe(self) -> dict[str, Any]:
+        """Which memory is in use, for `pllm status`."""
+        if self.remote is None or self.server is None:
+            return {"kind": "embedded", "path": str(self.directory)}
+        return {
+            "kind": "server",
+            "url": self.server.base_url,
+            "database": self.server.database,
+            "collection": self.remote.live_name(),
+            "reachable": True,
+            "server_chunks": self.remote.count(),
+        }
 
     def _check_model(self) -> None:
         recorded = self.index.get_meta("embedding_model")
@@ -99,6 +192,8 @@ class ChromaStore:
     def collection(self) -> Any:
         """The live generation's collection (generations.py), opened again if a forget in another process has
         switched generations since."""
+        if self.remote is not None:
+            return self.remote.collection
         live = self.generations.live()
         if self._collection is None or live != self._generation:
             self._open(live)
@@ -154,6 +249,8 @@ class ChromaStore:
     def _read(self, call: Callable[[Any], T]) -> T:
         """call(collection), once more on the new generation if a forget switched generations meanwhile (the
         old one is deleted then: a client that has not loaded all of it yet fails)."""
+        if self.remote is not None:
+            return self.remote.read(call)
         collection = self.collection
         try:
             return call(collection)
@@ -165,6 +262,8 @@ class ChromaStore:
 
     def close(self) -> None:
         self.index.close()
+        if self.remote is not None:
+            self.remote.close()
         if self._client is not None:  # Chroma creates segment files after the collection opens
             self._close_collection()
             make_tree_private(self.directory)
@@ -181,6 +280,8 @@ class ChromaStore:
         self.index.set_meta(FORGET_MARK, "1")
         for rule in rules:
             self.index.add_forget_rule(rule.kind, rule.value)
+        if self.remote is not None and rules:  # the other clients keep to them in their ingests too
+            self.remote.add_forget_rules([(rule.kind, rule.value) for rule in rules])
 
     def finish_forgetting(self) -> Rebuilt | None:
         """If marked: compact SQLite, copy the remaining vectors into a fresh Chroma generation (rebuild.py),
@@ -190,9 +291,15 @@ class ChromaStore:
         started = time.perf_counter()
         self.index.compact()
         compacted = time.perf_counter()
-        rebuilt = rebuild_generation(
-            self.generations, self.collection, self.index.chunk_sources(), before_switch=self._close_collection
-        )
+        if self.remote is not None:
+            chunk_ids = [chunk_id for chunk_id, _ in self.index.chunk_sources()]
+            name, copied, missing = self.remote.rebuild(chunk_ids)
+            rebuilt = Rebuilt(name, copied, missing, 0.0, 0.0)
+            self._written()
+        else:
+            rebuilt = rebuild_generation(
+                self.generations, self.collection, self.index.chunk_sources(), before_switch=self._close_collection
+            )
         self.index.set_meta(FORGET_MARK, "0")
         self.generations.remove_leftovers()
         done = time.perf_counter()
@@ -213,10 +320,11 @@ class ChromaStore:
         """Swap a source's chunks for new ones. Vectors first, the SQLite record last (see index.py)."""
         self._check_dimension(vectors)
         self.collection.delete(where={"source": record.source})
-        self._upsert(chunks, vectors)
+        self._upsert(record, chunks, vectors)
         self.index.replace_source(record, chunks)
+        self._written()
 
-    def _upsert(self, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
+    def _upsert(self, record: SourceRecord, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
         import numpy
 
         for start in range(0, len(chunks), 1000):
@@ -224,7 +332,7 @@ class ChromaStore:
             self.collection.upsert(
                 ids=[c.id for c in batch],
                 embeddings=numpy.asarray(vectors[start : start + 1000], dtype=numpy.float32),
-                metadatas=[{"source": c.source} for c in batch],
+                **self._records(record, batch),
             )
 
     def append_to_source(
@@ -236,13 +344,46 @@ class ChromaStore:
         self._check_dimension(vectors)
         if first:
             self.collection.delete(where={"source": record.source})
-        self._upsert(chunks, vectors)
+        self._upsert(record, chunks, vectors)
         self.index.append_to_source(record, chunks, first=first)
+        if not first and PARTIAL not in record.sha256:  # the last part: every part's records say it is whole
+            self._restamp([record.source])
+        self._written()
+
+    def _records(self, record: SourceRecord | None, chunks: Sequence[Chunk], kept: bool = False) -> dict[str, Any]:
+        """What Chroma stores besides the vectors: the source (embedded), or the whole record (on a server),
+        written by this home, or `kept` by the home that wrote the source (a forget or rename changing it)."""
+        if self.remote is None or record is None:
+            return {"metadatas": [{"source": c.source} for c in chunks]}
+        return payload(record, self._origin(chunks[0].id) if kept and chunks else self.home_id, chunks)
+
+    def _origin(self, chunk_id: str) -> str:
+        """The home that wrote this chunk's source, as the server says (this one if it does not say)."""
+        found = self._read(lambda c: c.get(ids=[chunk_id], include=["metadatas"]))
+        return str(found["metadatas"][0].get("origin", self.home_id)) if found["ids"] else self.home_id
+
+    @property
+    def home_id(self) -> str:
+        """This home's name for itself on a memory server (a random value, made once)."""
+        found = self.index.get_meta(HOME_ID)
+        if found is None:
+            found = uuid.uuid4().hex
+            self.index.set_meta(HOME_ID, found)
+        return found
+
+    def ingested_here(self, source: str) -> bool:
+        """Whether this home wrote `source` (always, embedded). On a server, another machine's source is not
+        pruned or taken as moved here because its path is missing on this machine."""
+        if self.remote is None:
+            return True
+        found = self._read(lambda c: c.get(where={"source": source}, limit=1, include=["metadatas"]))
+        return not found["ids"] or found["metadatas"][0].get("origin", self.home_id) == self.home_id
 
     def remove_source(self, source: str) -> int:
         """SQLite first: should the vectors outlive a crash, search skips them and the next rebuild drops them."""
         removed = self.index.remove_source(source)
         self.collection.delete(where={"source": source})
+        self._written()
         return removed
 
     def update_chunks(self, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
@@ -250,25 +391,52 @@ class ChromaStore:
         import numpy
 
         if chunks:
+            extra = self._records(None, chunks)
+            if self.remote is not None:  # each chunk with its own source's record, by the home that wrote it
+                written: dict[str, tuple[SourceRecord, str]] = {}
+                for c in chunks:
+                    record = self.index.source(c.source)
+                    if c.source not in written and record is not None:
+                        written[c.source] = (record, self._origin(c.id))
+                rows = [payload(*written[c.source], [c]) if c.source in written else {} for c in chunks]
+                extra = {key: [row[key][0] for row in rows if row] for key in ("documents", "metadatas")}
+                if len(extra["metadatas"]) != len(chunks):
+                    raise StoreError("chunks of a source this memory does not hold cannot be rewritten")
             self.collection.upsert(
-                ids=[c.id for c in chunks],
-                embeddings=numpy.asarray(vectors, dtype=numpy.float32),
-                metadatas=[{"source": c.source} for c in chunks],
+                ids=[c.id for c in chunks], embeddings=numpy.asarray(vectors, dtype=numpy.float32), **extra
             )
             self.index.update_chunks(chunks)
+            self._written()
 
     def remove_chunks(self, ids: Sequence[str]) -> None:
         if ids:  # SQLite first, as remove_source
+            sources = sorted({c.source for c in self.index.get(ids).values()}) if self.remote is not None else []
             self.index.remove_chunks(ids)
             self.collection.delete(ids=list(ids))
+            self._restamp(sources)  # their chunk counts
+            self._written()
+
+    def remove_messages(self, source: str, count: int) -> None:
+        """Count `count` fewer messages for a source whose forgotten turns were dropped from its chunks."""
+        self.index.remove_messages(source, count)
+        self._restamp([source])
+        self._written()
 
     def rename_source(self, old: str, new: str) -> None:
         """Point a source's chunks at a new path (a renamed or moved file): no embedding again."""
         ids = self.index.chunk_ids(old)
+        record = self.index.source(old)
+        renamed = replace(record, source=new) if record is not None else None
+        stored = self.index.get(ids) if self.remote is not None else {}
         for start in range(0, len(ids), 1000):
             batch = ids[start : start + 1000]
-            self.collection.update(ids=batch, metadatas=[{"source": new}] * len(batch))
+            if self.remote is None:
+                self.collection.update(ids=batch, metadatas=[{"source": new}] * len(batch))
+            else:  # the records carry the source too
+                chunks = [replace(stored[i], source=new) for i in batch]
+                self.collection.update(ids=batch, metadatas=self._records(renamed, chunks, kept=True)["metadatas"])
         self.index.rename_source(old, new)
+        self._written()
 
     def sources_with_key(self, sha256: str) -> list[SourceRecord]:
         return self.index.sources_with_key(sha256)

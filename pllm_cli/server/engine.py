@@ -165,6 +165,9 @@ class Engine:
         if persona not in self._contexts:
             self._contexts[persona] = self.app.for_persona(persona)
         self._close_if_changed(persona)
+        store = self._contexts[persona].__dict__.get("store")  # open already: cached_property
+        if store is not None:  # memory on a server: what other machines wrote since (memory/mirror.py)
+            store.sync(only_if_changed=True)
         return self._contexts[persona]
 
     def let_go_of_changed_memory(self) -> None:
