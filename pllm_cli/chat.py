@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from pllm_cli.citations import cited_numbers
 from pllm_cli.errors import InputError
+from pllm_cli.feedback import Guidance, normalized
 from pllm_cli.grounding import Grounding, ground
 from pllm_cli.memory.passages import Passage
 from pllm_cli.memory.retrieval import Retriever
@@ -17,6 +18,8 @@ from pllm_cli.profile.render import ProfileSelection
 from pllm_cli.prompting import Budget, PromptPlan, build_messages, memory_cost
 from pllm_cli.runtime import ChatMessage, ChatModel
 from pllm_cli.user_text import require_text
+
+RETRY_TEMPERATURE = 0.8  # the second try at an answer judged bad (bench/feedback_prompt.py)
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ _ECHO = re.compile(
     r"(?:[A-Z][\w'-]*(?: [A-Z][\w'-]*)?:\s+)?"  # a speaker
 )
 OPENING_CHARS = 80  # held back until the echo at the start can be told
+# what pllm says when the model can only give an answer the user judged bad (docs/feedback.md)
+NOT_AGAIN = "I don't know: you told me my answer to this was wrong."
 
 
 def short_answer(pieces: Iterable[str]) -> Iterator[str]:
@@ -98,11 +103,12 @@ class Reply:
     short: bool = False
     check: bool = False
     grounding: Grounding | None = None
+    rejected: frozenset[str] = frozenset()  # normalized answers the user judged bad for this question
+    again: Callable[[], Iterator[str]] | None = None  # the model's second try, if its first was one of those
 
     def __iter__(self) -> Iterator[str]:
         started = time.perf_counter()
-        pieces = short_answer(self._model_pieces(started)) if self.short else self._model_pieces(started)
-        for piece in pieces:
+        for piece in self._answer(started) if self.rejected else self._shown(started):
             self.text += piece
             yield piece
         self._stop()
@@ -112,6 +118,35 @@ class Reply:
             self.text += verdict
             yield verdict
         self._on_done(self)
+
+    def _shown(self, started: float) -> Iterator[str]:
+        return short_answer(self._model_pieces(started)) if self.short else self._model_pieces(started)
+
+    def _answer(self, started: float) -> Iterator[str]:
+        """The answer, never one the user judged bad: held back while it could still become one; if it is
+        one, the model tries again (`again`), and if that is one too, pllm says it does not know."""
+        for attempt in (1, 2):
+            held, released = "", False
+            for piece in self._shown(started):
+                if released:
+                    yield piece
+                    continue
+                held += piece
+                so_far = normalized(held)
+                if not any(answer.startswith(so_far) for answer in self.rejected):
+                    released = True
+                    yield held
+            if released or normalized(held) not in self.rejected:
+                if not released:
+                    yield held
+                return
+            self.timings["rejected_answers"] = float(attempt)
+            self.close()
+            if attempt == 2 or self.again is None:
+                break
+            self._tokens = self.again()
+        self.check = False  # pllm's own words: nothing to check against the memories
+        yield NOT_AGAIN
 
     def _model_pieces(self, started: float) -> Iterator[str]:
         """The model's text as it comes, stopped if it loops."""
@@ -209,12 +244,18 @@ class ChatSession:
         profile: str | Callable[[str, int], ProfileSelection] = "",
         name: str = "",
         settings: GenerationSettings | None = None,
+        feedback: Callable[[str], Guidance] | None = None,
+        on_answer: Callable[[Reply], None] | None = None,
     ) -> None:
+        """`feedback` gives the user's corrections and rejected answers for a question (feedback.py);
+        `on_answer` is told of every answer given in full (it keeps the last one for `pllm feedback`)."""
         self.model = model
         self.retriever = retriever
         self.profile = profile
         self.name = name
         self.settings = settings or GenerationSettings()
+        self.feedback = feedback
+        self.on_answer = on_answer
         self.history: list[ChatMessage] = []
         self.last: Reply | None = None
 
@@ -239,6 +280,8 @@ class ChatSession:
             cost = memory_cost(self.model.count_tokens)
             memories = self.retriever.recall(question, self.settings.memory_tokens, cost, limit=self.settings.k)
             timings["retrieve_s"] = time.perf_counter() - started
+        guidance = self.feedback(question) if self.feedback is not None else Guidance()
+        memories = [*guidance.corrections, *memories]  # a fix is the first memory (docs/feedback.md)
         count = self.model.count_tokens
         budget = Budget(
             context_size=self.model.context_size,
@@ -276,10 +319,12 @@ class ChatSession:
             plan,
             memories,
             tokens,
-            self._remember,
+            self._done,
             timings,
             short=self.settings.short,
             check=self.settings.check,
+            rejected=guidance.rejected,
+            again=lambda: self._again(plan.messages, max_tokens),
         )
         self.last = reply
         return reply
@@ -288,6 +333,16 @@ class ChatSession:
         source = self.profile
         assert not isinstance(source, str)
         return lambda room: source(question, room)
+
+    def _again(self, messages: list[ChatMessage], max_tokens: int) -> Iterator[str]:
+        """The model's second try at an answer the user judged bad: sampled (docs/feedback.md)."""
+        seed = self.settings.seed if self.settings.seed is not None else 0
+        return self.model.stream(messages, max_tokens=max_tokens, temperature=RETRY_TEMPERATURE, seed=seed + 1)
+
+    def _done(self, reply: Reply) -> None:
+        self._remember(reply)
+        if self.on_answer is not None:
+            self.on_answer(reply)
 
     def _remember(self, reply: Reply) -> None:
         reuse = getattr(self.model, "prefix_reuse", None)  # LlamaCppModel's; models without a prefix cache have none
