@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from pllm_cli.citations import cited_numbers
 from pllm_cli.errors import InputError
 from pllm_cli.feedback import Guidance, normalized
-from pllm_cli.grounding import Grounding, ground
+from pllm_cli.grounding import SUPPORTED, Grounding, content_words, ground
 from pllm_cli.memory.passages import Passage
 from pllm_cli.memory.retrieval import Retriever
 from pllm_cli.profile.render import ProfileSelection
@@ -48,6 +48,7 @@ def is_looping(text: str, min_length: int = 12) -> bool:
 # "[2023-05-08 13:56] ", "Maya: "
 _ECHO = re.compile(
     r"^\s*(?:(?:\d{1,2}[.)]|[-*\u2022])\s+)?"  # a list number or bullet
+    r"(?:The right answer \(you corrected me\):\s*)?"  # the correction's line (prompting.CORRECTION_LINE)
     r"(?:(?:\[\d{1,2}\]\s*)?[Ff]rom [^\s:]{1,80}:\s+)?"  # a memory's header in the prompt
     r"(?:\[[^\]\n]{0,40}\]\s*)?"  # a time stamp
     r"(?:[A-Z][\w'-]*(?: [A-Z][\w'-]*)?:\s+)?"  # a speaker
@@ -86,6 +87,13 @@ def short_answer(pieces: Iterable[str]) -> Iterator[str]:
         yield held.rstrip() if opened else _ECHO.sub("", held.lstrip(), count=1).rstrip()
 
 
+def holds(answer: str, fix: str, question: str) -> bool:
+    """Whether `answer` says what the user's `fix` says: at least half of the fix's own words (those not in the
+    question), the share pllm asks of a memory that supports an answer."""
+    own = content_words(fix) - content_words(question)
+    return not own or len(own & content_words(answer)) / len(own) >= SUPPORTED
+
+
 @dataclass
 class Reply:
     """One answer. Iterate it for the streamed text; afterwards `text`, `timings`, `plan` and `grounding` are
@@ -105,10 +113,11 @@ class Reply:
     grounding: Grounding | None = None
     rejected: frozenset[str] = frozenset()  # normalized answers the user judged bad for this question
     again: Callable[[], Iterator[str]] | None = None  # the model's second try, if its first was one of those
+    correction: str = ""  # the user's fix for this question: an answer that does not hold it is replaced by it
 
     def __iter__(self) -> Iterator[str]:
         started = time.perf_counter()
-        for piece in self._answer(started) if self.rejected else self._shown(started):
+        for piece in self._answer(started) if self.rejected or self.correction else self._shown(started):
             self.text += piece
             yield piece
         self._stop()
@@ -123,8 +132,10 @@ class Reply:
         return short_answer(self._model_pieces(started)) if self.short else self._model_pieces(started)
 
     def _answer(self, started: float) -> Iterator[str]:
-        """The answer, never one the user judged bad: held back while it could still become one; if it is
-        one, the model tries again (`again`), and if that is one too, pllm says it does not know."""
+        """The answer as the user's feedback wants it (docs/feedback.md). Never one they judged bad: it is held
+        back while it could still become one; if it is one, the model tries again (`again`), and if that is one
+        too, pllm gives the user's fix, or says it does not know. With a fix for the question, the whole answer
+        is held back: one that does not hold the fix's words is replaced by the fix."""
         for attempt in (1, 2):
             held, released = "", False
             for piece in self._shown(started):
@@ -133,18 +144,26 @@ class Reply:
                     continue
                 held += piece
                 so_far = normalized(held)
-                if not any(answer.startswith(so_far) for answer in self.rejected):
+                if not self.correction and not any(answer.startswith(so_far) for answer in self.rejected):
                     released = True
                     yield held
-            if released or normalized(held) not in self.rejected:
-                if not released:
-                    yield held
+            if released:
+                return
+            if normalized(held) not in self.rejected:
+                if self.correction and not holds(held, self.correction, self.question):
+                    self.timings["correction_given"] = 1.0
+                    held = self.correction
+                yield held
                 return
             self.timings["rejected_answers"] = float(attempt)
             self.close()
             if attempt == 2 or self.again is None:
                 break
             self._tokens = self.again()
+        if self.correction:
+            self.timings["correction_given"] = 1.0
+            yield self.correction
+            return
         self.check = False  # pllm's own words: nothing to check against the memories
         yield NOT_AGAIN
 
@@ -281,7 +300,6 @@ class ChatSession:
             memories = self.retriever.recall(question, self.settings.memory_tokens, cost, limit=self.settings.k)
             timings["retrieve_s"] = time.perf_counter() - started
         guidance = self.feedback(question) if self.feedback is not None else Guidance()
-        memories = [*guidance.corrections, *memories]  # a fix is the first memory (docs/feedback.md)
         count = self.model.count_tokens
         budget = Budget(
             context_size=self.model.context_size,
@@ -297,6 +315,7 @@ class ChatSession:
             budget=budget,
             count=count,
             name=self.name,
+            corrections=guidance.corrections,
         )
         plan.tokens["prompt_total"] = self.model.count_prompt_tokens(plan.messages)
         timings["prepare_s"] = time.perf_counter() - started
@@ -324,6 +343,7 @@ class ChatSession:
             short=self.settings.short,
             check=self.settings.check,
             rejected=guidance.rejected,
+            correction=plan.used_memories[-1].text if guidance.corrections and plan.used_memories else "",
             again=lambda: self._again(plan.messages, max_tokens),
         )
         self.last = reply

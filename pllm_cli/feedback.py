@@ -7,7 +7,7 @@ Per persona, in its folder (files 0600, each replaced atomically):
 - feedback.json: the judgements, each with its question, answer, sources, fix and note, and the question's
   embedding so that a correction is found again for the same question asked in other words.
 
-A fix is used at once: the next question close enough to a fixed one gets the fix as its first memory (`guidance`);
+A fix is used at once: the next question close enough to a fixed one gets the fix in its prompt (`guidance`);
 an answer judged bad for such a question is not given again (chat.Reply). docs/feedback.md has the measurements
 and the record format a preference-tuning step reads (`preference_pairs`).
 """
@@ -35,8 +35,8 @@ JUDGEMENTS = ("good", "bad")
 MAX_TEXT_CHARS = 2000  # a fix or a note: a paragraph, not a document
 # Cosine (all-MiniLM-L6-v2) at or above which a question is "the same question" as a judged one: measured on
 # paraphrases against unrelated personal questions (bench/feedback_prompt.py, docs/feedback.md).
-SIMILAR = 0.62
-MOST_CORRECTIONS = 2  # corrections put in one prompt, the closest first
+SIMILAR = 0.60
+MOST_CORRECTIONS = 1  # corrections put in one prompt: the closest (the newest of equals)
 CORRECTION_SOURCE = "your correction"
 WAIT_SECONDS = 10.0  # feedback is typed by hand: wait a little for another pllm recording some
 # the fields of an answer's --json source that identify it; its text is not copied (a forgotten memory's text
@@ -303,9 +303,10 @@ def similarity(question: str, vector: Sequence[float] | None, embedding_model: s
 
 
 def correction_passage(record: Feedback, score: float) -> Passage:
-    """A fix as the prompt shows it: a memory "from your correction", with the question it answers."""
-    body = f"Question: {record.question}\nAnswer: {record.fix}"
-    chunk = Chunk(id=record.id, source=CORRECTION_SOURCE, position=0, kind="text", body=body, start_time=record.time)
+    """A fix as a source of the answer: its text is the fix (prompting.CORRECTION_LINE shows it to the model)."""
+    chunk = Chunk(
+        id=record.id, source=CORRECTION_SOURCE, position=0, kind="text", body=record.fix, start_time=record.time
+    )
     return Passage(CORRECTION_SOURCE, "correction", record.id, "", score, [chunk])
 
 

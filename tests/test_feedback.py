@@ -94,15 +94,27 @@ def test_a_fix_goes_with_bad_only(run: Any, ingested: Path) -> None:
 def test_a_fix_is_used_at_once_and_cited(run: Any, ingested: Path, fake_models: FakeChatModel) -> None:
     ask_json(run)
     assert run("feedback", "bad", "--fix", FIX).exit_code == 0
-    fake_models.answer = FIX
+    fake_models.answer = "Sofia Lind."
     data = ask_json(run, "who is my manager")  # the same question, written differently
     user = fake_models.messages[-1].content
-    assert user.startswith(f"My notes:\n\n[1] from your correction:\nQuestion: {QUESTION}\nAnswer: {FIX}\n\n[2] from")
-    first = data["sources"][0]
-    assert (first["kind"], first["source"], first["cited"]) == ("correction", "your correction", True)
-    assert data["answer"] == FIX + " [1]"
+    assert user.startswith("My notes:\n\n[1] from work.md:")
+    assert user.endswith(f"\n\nThe right answer (you corrected me): {FIX}\n\nQuestion: who is my manager")
+    last = data["sources"][-1]
+    assert (last["kind"], last["source"], last["text"], last["cited"]) == ("correction", "your correction", FIX, True)
+    assert data["answer"] == f"Sofia Lind. [{last['n']}]" and data["prompt"]["tokens"]["corrections"] > 0
+    assert "correction_given" not in data["timings"]
     shown = run("ask", "--all-sources", QUESTION)
-    assert "[1] your correction" in shown.stderr
+    assert f"[{last['n']}] your correction" in shown.stderr
+
+
+def test_an_answer_that_ignores_the_fix_is_replaced_by_it(run: Any, ingested: Path, fake_models: FakeChatModel) -> None:
+    ask_json(run)
+    assert run("feedback", "bad", "--fix", FIX).exit_code == 0
+    fake_models.answer = "The right answer (you corrected me): Karin Ek is your manager."
+    data = ask_json(run, "Who is my manager")
+    assert data["answer"] == f"{FIX} [{len(data['sources'])}]" and data["timings"]["correction_given"] == 1.0
+    fake_models.answer = "The right answer (you corrected me): Sofia Lind is, since May."
+    assert ask_json(run)["answer"].startswith("Sofia Lind is, since May. [")
 
 
 def test_a_fix_is_found_for_a_close_question_and_not_for_another(home: Path) -> None:
@@ -114,9 +126,7 @@ def test_a_fix_is_found_for_a_close_question_and_not_for_another(home: Path) -> 
     def guide(question: str) -> Any:
         return store.guidance(question, lambda t: embedder.embed([t])[0], embedder.name)
 
-    assert [p.text for p in guide("when is my project deadline, again?").corrections] == [
-        "Question: When is my project deadline?\nAnswer: 30 June"
-    ]
+    assert [p.text for p in guide("when is my project deadline, again?").corrections] == ["30 June"]
     assert guide("when is the deadline of my project").rejected == {"30 may"}
     assert guide("What does Elin collect?").corrections == []
     assert guide("What does Elin collect?").rejected == frozenset()
@@ -203,7 +213,7 @@ def test_chat_slash_commands_judge_the_last_turn(run: Any, ingested: Path, fake_
     records = run("feedback", "list", "--json").json_lines()
     assert [(r["judgement"], r["fix"]) for r in records] == [("bad", FIX), ("good", "")]
     assert records[0]["question"] == records[1]["question"] == QUESTION
-    assert "[1] from your correction" in fake_models.messages[-1].content
+    assert f"The right answer (you corrected me): {FIX}\n\nQuestion: {QUESTION}" in fake_models.messages[-1].content
 
 
 def test_feedback_through_the_server(run: Any, ingested: Path, home: Path, fake_models: FakeChatModel) -> None:
@@ -229,7 +239,7 @@ def test_feedback_through_the_server(run: Any, ingested: Path, home: Path, fake_
         assert run("feedback", "bad", "--fix", FIX).exit_code == 0
         fake_models.answer = FIX
         again = ask_json(run)
-        assert again["sources"][0]["kind"] == "correction" and again["answer"] == FIX + " [1]"
+        assert again["sources"][-1]["kind"] == "correction" and again["answer"] == f"{FIX} [{len(again['sources'])}]"
         chat = run("chat", input=f"{QUESTION}\n/good\n/exit\n")
         assert chat.exit_code == 0, chat.stderr
         assert [r["judgement"] for r in run("feedback", "list", "--json").json_lines()] == ["bad", "good"]
