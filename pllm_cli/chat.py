@@ -10,13 +10,16 @@ from typing import Any, Protocol
 
 from pllm_cli.citations import cited_numbers
 from pllm_cli.errors import InputError
-from pllm_cli.grounding import Grounding, ground
+from pllm_cli.feedback import Guidance, normalized
+from pllm_cli.grounding import SUPPORTED, Grounding, content_words, ground
 from pllm_cli.memory.passages import Passage
 from pllm_cli.memory.retrieval import Retriever
 from pllm_cli.profile.render import ProfileSelection
 from pllm_cli.prompting import Budget, PromptPlan, build_messages, memory_cost
 from pllm_cli.runtime import ChatMessage, ChatModel
 from pllm_cli.user_text import require_text
+
+RETRY_TEMPERATURE = 0.8  # the second try at an answer judged bad (bench/feedback_prompt.py)
 
 
 @dataclass(frozen=True)
@@ -45,11 +48,14 @@ def is_looping(text: str, min_length: int = 12) -> bool:
 # "[2023-05-08 13:56] ", "Maya: "
 _ECHO = re.compile(
     r"^\s*(?:(?:\d{1,2}[.)]|[-*\u2022])\s+)?"  # a list number or bullet
+    r"(?:The right answer \(you corrected me\):\s*)?"  # the correction's line (prompting.CORRECTION_LINE)
     r"(?:(?:\[\d{1,2}\]\s*)?[Ff]rom [^\s:]{1,80}:\s+)?"  # a memory's header in the prompt
     r"(?:\[[^\]\n]{0,40}\]\s*)?"  # a time stamp
     r"(?:[A-Z][\w'-]*(?: [A-Z][\w'-]*)?:\s+)?"  # a speaker
 )
 OPENING_CHARS = 80  # held back until the echo at the start can be told
+# what pllm says when the model can only give an answer the user judged bad (docs/feedback.md)
+NOT_AGAIN = "I don't know: you told me my answer to this was wrong."
 
 
 def short_answer(pieces: Iterable[str]) -> Iterator[str]:
@@ -81,6 +87,13 @@ def short_answer(pieces: Iterable[str]) -> Iterator[str]:
         yield held.rstrip() if opened else _ECHO.sub("", held.lstrip(), count=1).rstrip()
 
 
+def holds(answer: str, fix: str, question: str) -> bool:
+    """Whether `answer` says what the user's `fix` says: at least half of the fix's own words (those not in the
+    question), the share pllm asks of a memory that supports an answer."""
+    own = content_words(fix) - content_words(question)
+    return not own or len(own & content_words(answer)) / len(own) >= SUPPORTED
+
+
 @dataclass
 class Reply:
     """One answer. Iterate it for the streamed text; afterwards `text`, `timings`, `plan` and `grounding` are
@@ -98,11 +111,13 @@ class Reply:
     short: bool = False
     check: bool = False
     grounding: Grounding | None = None
+    rejected: frozenset[str] = frozenset()  # normalized answers the user judged bad for this question
+    again: Callable[[], Iterator[str]] | None = None  # the model's second try, if its first was one of those
+    correction: str = ""  # the user's fix for this question: an answer that does not hold it is replaced by it
 
     def __iter__(self) -> Iterator[str]:
         started = time.perf_counter()
-        pieces = short_answer(self._model_pieces(started)) if self.short else self._model_pieces(started)
-        for piece in pieces:
+        for piece in self._answer(started) if self.rejected or self.correction else self._shown(started):
             self.text += piece
             yield piece
         self._stop()
@@ -112,6 +127,45 @@ class Reply:
             self.text += verdict
             yield verdict
         self._on_done(self)
+
+    def _shown(self, started: float) -> Iterator[str]:
+        return short_answer(self._model_pieces(started)) if self.short else self._model_pieces(started)
+
+    def _answer(self, started: float) -> Iterator[str]:
+        """The answer as the user's feedback wants it (docs/feedback.md). Never one they judged bad: it is held
+        back while it could still become one; if it is one, the model tries again (`again`), and if that is one
+        too, pllm gives the user's fix, or says it does not know. With a fix for the question, the whole answer
+        is held back: one that does not hold the fix's words is replaced by the fix."""
+        for attempt in (1, 2):
+            held, released = "", False
+            for piece in self._shown(started):
+                if released:
+                    yield piece
+                    continue
+                held += piece
+                so_far = normalized(held)
+                if not self.correction and not any(answer.startswith(so_far) for answer in self.rejected):
+                    released = True
+                    yield held
+            if released:
+                return
+            if normalized(held) not in self.rejected:
+                if self.correction and not holds(held, self.correction, self.question):
+                    self.timings["correction_given"] = 1.0
+                    held = self.correction
+                yield held
+                return
+            self.timings["rejected_answers"] = float(attempt)
+            self.close()
+            if attempt == 2 or self.again is None:
+                break
+            self._tokens = self.again()
+        if self.correction:
+            self.timings["correction_given"] = 1.0
+            yield self.correction
+            return
+        self.check = False  # pllm's own words: nothing to check against the memories
+        yield NOT_AGAIN
 
     def _model_pieces(self, started: float) -> Iterator[str]:
         """The model's text as it comes, stopped if it loops."""
@@ -209,12 +263,18 @@ class ChatSession:
         profile: str | Callable[[str, int], ProfileSelection] = "",
         name: str = "",
         settings: GenerationSettings | None = None,
+        feedback: Callable[[str], Guidance] | None = None,
+        on_answer: Callable[[Reply], None] | None = None,
     ) -> None:
+        """`feedback` gives the user's corrections and rejected answers for a question (feedback.py);
+        `on_answer` is told of every answer given in full (it keeps the last one for `pllm feedback`)."""
         self.model = model
         self.retriever = retriever
         self.profile = profile
         self.name = name
         self.settings = settings or GenerationSettings()
+        self.feedback = feedback
+        self.on_answer = on_answer
         self.history: list[ChatMessage] = []
         self.last: Reply | None = None
 
@@ -239,6 +299,7 @@ class ChatSession:
             cost = memory_cost(self.model.count_tokens)
             memories = self.retriever.recall(question, self.settings.memory_tokens, cost, limit=self.settings.k)
             timings["retrieve_s"] = time.perf_counter() - started
+        guidance = self.feedback(question) if self.feedback is not None else Guidance()
         count = self.model.count_tokens
         budget = Budget(
             context_size=self.model.context_size,
@@ -254,6 +315,7 @@ class ChatSession:
             budget=budget,
             count=count,
             name=self.name,
+            corrections=guidance.corrections,
         )
         plan.tokens["prompt_total"] = self.model.count_prompt_tokens(plan.messages)
         timings["prepare_s"] = time.perf_counter() - started
@@ -276,10 +338,13 @@ class ChatSession:
             plan,
             memories,
             tokens,
-            self._remember,
+            self._done,
             timings,
             short=self.settings.short,
             check=self.settings.check,
+            rejected=guidance.rejected,
+            correction=plan.used_memories[-1].text if guidance.corrections and plan.used_memories else "",
+            again=lambda: self._again(plan.messages, max_tokens),
         )
         self.last = reply
         return reply
@@ -288,6 +353,16 @@ class ChatSession:
         source = self.profile
         assert not isinstance(source, str)
         return lambda room: source(question, room)
+
+    def _again(self, messages: list[ChatMessage], max_tokens: int) -> Iterator[str]:
+        """The model's second try at an answer the user judged bad: sampled (docs/feedback.md)."""
+        seed = self.settings.seed if self.settings.seed is not None else 0
+        return self.model.stream(messages, max_tokens=max_tokens, temperature=RETRY_TEMPERATURE, seed=seed + 1)
+
+    def _done(self, reply: Reply) -> None:
+        self._remember(reply)
+        if self.on_answer is not None:
+            self.on_answer(reply)
 
     def _remember(self, reply: Reply) -> None:
         reuse = getattr(self.model, "prefix_reuse", None)  # LlamaCppModel's; models without a prefix cache have none

@@ -67,6 +67,20 @@ class Paths:
         return self.persona_dir / "memory.lock"
 
     @property
+    def last_answer_file(self) -> Path:
+        """The last answer of `ask` or of a chat turn, for `pllm feedback` to judge (feedback.py)."""
+        return self.persona_dir / "last-answer.json"
+
+    @property
+    def feedback_file(self) -> Path:
+        """The user's judgements of answers and their corrections (feedback.py)."""
+        return self.persona_dir / "feedback.json"
+
+    @property
+    def feedback_lock_file(self) -> Path:
+        return self.persona_dir / "feedback.lock"
+
+    @property
     def socket_file(self) -> Path:
         """Where `pllm serve` listens: one server per home, for all its personas."""
         return self.root / "serve.sock"

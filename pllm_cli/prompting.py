@@ -22,6 +22,9 @@ TEMPLATE_OVERHEAD = 8  # tokens a chat template adds around each message (role m
 # Measured on the bundled 135M model: notes placed in the user turn, right before the question, are used far
 # more often than notes in the system prompt; a short instruction beats a long one.
 SYSTEM_PROMPT = "You are {name}'s personal assistant. Answer using {name}'s notes. Be brief and specific."
+# A fix the user gave for this question (feedback.py): a line right before the question, after the notes. The
+# 135M model follows it there far more often than as the first note (bench/feedback_prompt.py, docs/feedback.md).
+CORRECTION_LINE = "The right answer (you corrected me): {fix}\n\n"
 
 
 @dataclass(frozen=True)
@@ -104,11 +107,14 @@ def build_messages(
     budget: Budget,
     count: TokenCounter,
     name: str = "",
+    corrections: Sequence[Passage] = (),
 ) -> PromptPlan:
     """The messages for the model, each part within its budget and the whole within the context.
 
     `profile` is fixed text (cut at whole lines) or a function that picks facts for the room it is given.
-    Priority when space is short: the question, then the system prompt, the profile (its own budget),
+    `corrections`: the user's fixes for this question (feedback.py), as a line before it; they are cited after
+    the memories. Priority when space is short: the question, then the system prompt, the corrections, the
+    profile (its own budget),
     memories in rank order (a memory that does not fit is skipped), and the most recent history turns.
     """
     who = name.strip() or "the user"
@@ -122,6 +128,11 @@ def build_messages(
             hint="shorten it, lower --max-tokens, or raise context_size (pllm config set context_size 8192)",
         )
     remaining = budget.prompt_tokens - question_tokens - system_tokens
+    correction_part = "".join(CORRECTION_LINE.format(fix=c.text) for c in corrections)
+    correction_tokens = count(correction_part) if correction_part else 0
+    if correction_tokens > remaining:  # the user's own answer goes before anything else of theirs
+        corrections, correction_part, correction_tokens = (), "", 0
+    remaining -= correction_tokens
 
     header = f"\n\nAbout {who}:\n"
     profile_room = min(budget.profile_tokens, remaining) - count(header)
@@ -149,7 +160,9 @@ def build_messages(
         used.append(memory)
         memory_parts.append(part)
         memory_tokens += cost
-    memory_part = "My notes:\n\n" + "\n\n".join(memory_parts) + "\n\nQuestion: " if memory_parts else ""
+    memory_part = "My notes:\n\n" + "\n\n".join(memory_parts) + "\n\n" if memory_parts else ""
+    if memory_part or correction_part:
+        memory_part += correction_part + "Question: "
     remaining -= memory_tokens
 
     kept_history: list[ChatMessage] = []
@@ -177,10 +190,11 @@ def build_messages(
             "system": system_tokens,
             "profile": profile_tokens,
             "memories": memory_tokens,
+            "corrections": correction_tokens,
             "history": history_tokens,
             "question": question_tokens,
         },
-        used_memories=used,
+        used_memories=[*used, *corrections],  # a correction is cited after the notes, as their last number
         dropped_memories=dropped,
         dropped_turns=len(history) - len(kept_history),
         profile_truncated=truncated,

@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pllm_cli.chat import ChatSession, GenerationSettings
+from pllm_cli.chat import ChatSession, GenerationSettings, Reply
 from pllm_cli.config import Config
 from pllm_cli.context import AppContext
+from pllm_cli.feedback import FeedbackStore, Guidance, LastAnswer
 from pllm_cli.profile.render import PromptProfile
 from pllm_cli.profile.state import ProfileFiles
 
@@ -35,8 +36,9 @@ class SessionOptions:
 
 
 def open_session(app: AppContext, config: Config, options: SessionOptions) -> ChatSession:
-    """The session: memory (checked not to be empty) unless no_memory, the profile unless no_profile, and
-    generation settings from `config`. The models are `app`'s (built from its own config)."""
+    """The session: memory (checked not to be empty) unless no_memory, the profile unless no_profile, the
+    user's corrections (feedback.py), and generation settings from `config`. The models are `app`'s (built from
+    its own config). Each answer given in full is kept as the persona's last answer, for `pllm feedback`."""
     retriever = None
     if not options.no_memory:
         retriever = app.retriever
@@ -58,4 +60,22 @@ def open_session(app: AppContext, config: Config, options: SessionOptions) -> Ch
         same_model = state.embedding_model == embedder.name
         embed = (lambda text: embedder.embed([text])[0]) if same_model else None
         profile = PromptProfile(state, embed, app.model.count_tokens)
-    return ChatSession(app.model, retriever, profile=profile, name=config.display_name, settings=settings)
+    feedback = FeedbackStore(app.paths)
+    model = app.model
+
+    def guidance(question: str) -> Guidance:
+        embedder = app.embedder
+        return feedback.guidance(question, lambda text: embedder.embed([text])[0], embedder.name)
+
+    def keep(reply: Reply) -> None:
+        feedback.keep_last(LastAnswer.of(reply.to_dict(), model.name))
+
+    return ChatSession(
+        model,
+        retriever,
+        profile=profile,
+        name=config.display_name,
+        settings=settings,
+        feedback=None if options.no_memory and options.no_profile else guidance,  # the plain model: none
+        on_answer=keep,
+    )

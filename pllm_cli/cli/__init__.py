@@ -119,12 +119,25 @@ def _checked_home(ctx: typer.Context, home: Path) -> Path:
 
 
 def _register() -> None:
-    from pllm_cli.cli import chat, completion, config, evaluate, ingest, memory, personas, profile, serve, status
+    from pllm_cli.cli import (
+        chat,
+        completion,
+        config,
+        evaluate,
+        feedback,
+        ingest,
+        memory,
+        personas,
+        profile,
+        serve,
+        status,
+    )
 
     for module in (ingest, chat, status, serve, completion):
         module.register(app)
     app.add_typer(memory.app, name="memory")
     app.add_typer(profile.app, name="profile")
+    app.add_typer(feedback.app, name="feedback")
     app.add_typer(personas.app, name="profiles")
     app.add_typer(config.app, name="config")
     app.add_typer(evaluate.app, name="eval")

@@ -10,8 +10,10 @@ import typer
 
 from pllm_cli.chat import Conversation
 from pllm_cli.cli.console import err, out, print_json, report_error, stdin_text, write
+from pllm_cli.cli.feedback import confirmation, record
 from pllm_cli.context import AppContext
 from pllm_cli.errors import InputError, PllmError
+from pllm_cli.feedback import FeedbackStore
 from pllm_cli.file_names import shown
 from pllm_cli.server.remote import start_conversation
 from pllm_cli.sessions import SessionOptions
@@ -94,7 +96,11 @@ def ask(
         _render_sources(answer, every=all_sources)
 
 
-CHAT_HELP = "Commands: /sources (memories behind the last answer), /profile, /exit. Ctrl-C stops an answer."
+CHAT_HELP = (
+    "Commands: /sources (memories behind the last answer), /good, /bad, /fix TEXT (judge the last answer: "
+    "pllm feedback), /profile, /exit. Ctrl-C stops an answer."
+)
+JUDGEMENTS = {"/good": "good", "/bad": "bad", "/fix": "bad"}
 
 
 def chat(
@@ -109,6 +115,21 @@ def chat(
     app.overrides["model"] = str(model) if model else None
     options = SessionOptions(no_memory=no_memory, no_profile=no_profile, seed=seed)
     run_repl(start_conversation(app, options, chat=True), app)
+
+
+def _judge_last(session: Conversation, app: AppContext, judgement: str, fix: str) -> None:
+    """/good, /bad, /fix TEXT: `pllm feedback` for the last turn's answer."""
+    console = err()
+    if session.last is None:
+        console.print("no answer to judge yet", markup=False)
+        return
+    store = FeedbackStore(app.paths)
+    try:
+        feedback = record(app, store.answer_of(session.last.to_dict(), session.model_name), judgement, fix)
+    except PllmError as error:
+        report_error(error)
+        return
+    console.print(confirmation(feedback), markup=False, style="dim")
 
 
 def run_repl(session: Conversation, app: AppContext) -> None:
@@ -140,6 +161,13 @@ def run_repl(session: Conversation, app: AppContext) -> None:
             continue
         if text == "/profile":
             out().print(session.profile_text or "(no profile: pllm profile refresh)", markup=False)
+            continue
+        command, _, rest = text.partition(" ")
+        if command == "/fix" and not rest.strip():
+            console.print("/fix needs the right answer: /fix Karin Ek is my manager", markup=False)
+            continue
+        if command in JUDGEMENTS:
+            _judge_last(session, app, JUDGEMENTS[command], rest.strip() if command == "/fix" else "")
             continue
         if text.startswith("/"):
             console.print(f"unknown command {text}. {CHAT_HELP}", markup=False)
