@@ -61,6 +61,7 @@ bench: install
 	$(PY) bench/ingest_speed.py
 	$(PY) bench/ask_latency.py
 	$(PY) bench/serve_latency.py
+	$(PY) bench/refresh_under_load.py
 	$(PY) bench/steer_cost.py
 	$(PY) bench/search_scale.py
 	$(PY) bench/search_remote.py

@@ -1,8 +1,8 @@
 """Latency and memory of `pllm ask` in a cold process, against bare llama.cpp, and of `pllm --help`.
 
 In one run:
-1. ingest examples/ (README.md excluded, as `make demo` does) into a fresh temporary PLLM_HOME, and build the
-   profile (`pllm profile refresh`; --no-profile leaves it out);
+1. ingest examples/ (README.md excluded, `me` set to Maya, as `make demo` does) into a fresh temporary
+   PLLM_HOME, and build the profile (`pllm profile refresh`; --no-profile leaves it out);
 2. REPEATS x two `pllm ask --json --seed 1 QUESTION`, each a new process: the first with the prefix cache emptied
    (the prompt's stable beginning, system prompt and the profile's core, is evaluated and stored), the second
    with it (restored from disk): wall time, the JSON timings (time to first token, total = prepare + generate)
@@ -41,6 +41,7 @@ from pllm_cli.runtime import bundled_model_path  # noqa: E402
 
 DEFAULT_QUESTION = "Who is my manager, and when is my project deadline?"  # the Makefile's DEMO_QUESTION
 CONTEXT_SIZE = 4096  # pllm's default context_size
+ME = "Maya"  # the person of examples/, as `make demo` sets it
 
 BASELINE = r"""
 import json, sys, time
@@ -117,6 +118,7 @@ def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="pllm-bench-ask-") as tmp:
         env = clean_env(Path(tmp) / "home")
         log("ingesting examples/ ...")
+        subprocess.run([*pllm_command(), "config", "set", "me", ME], env=env, capture_output=True, check=True)
         subprocess.run(
             [*pllm_command(), "ingest", str(ROOT / "examples"), "--exclude", "README.md", "--json"],
             env=env,
@@ -203,6 +205,18 @@ def run(args: argparse.Namespace) -> None:
         },
         "other_processes_cores": round(load.cores(), 2),
     }
+    # decode: from the first token to the last, per token after the first (pllm: all its cold asks)
+    pllm_decode = statistics.median(
+        1000 * (row["total_s"] - row["first_token_s"]) / max(row["completion_pieces"] - 1, 1) for row in asks + uncached
+    )
+    bare_decode = statistics.median(
+        1000 * (row["generate_s"] - row["first_token_s"]) / max(row["generated"] - 1, 1) for row in baseline_rows
+    )
+    result["decode_ms_per_token"] = {
+        "pllm": round(pllm_decode, 2),
+        "bare": round(bare_decode, 2),
+        "ratio": round(pllm_decode / bare_decode, 3),
+    }
     if args.json:
         print(json.dumps(result, indent=2, ensure_ascii=False))
         return
@@ -245,6 +259,11 @@ def run(args: argparse.Namespace) -> None:
     print(
         f"  median: wall {base['wall_s']:.2f} s, peak RSS {base['peak_rss_mb']:.0f} MB; pllm overhead "
         f"{ask['wall_s'] - base['wall_s']:.2f} s wall, {ask['peak_rss_mb'] - base['peak_rss_mb']:.0f} MB"
+    )
+    decode = result["decode_ms_per_token"]
+    print(
+        f"decode after the first token: pllm {decode['pllm']:.1f} ms/token, bare llama_cpp {decode['bare']:.1f} "
+        f"ms/token: x{decode['ratio']:.2f}"
     )
     print(
         f"pllm --help: median {help_median * 1000:.0f} ms over {args.help_runs} runs; "

@@ -2,12 +2,12 @@
 
     .venv/bin/python bench/refresh_under_load.py [--repeats 1] [--json]
 
-examples/ is ingested (README.md excluded, as `make demo` does) into a fresh temporary PLLM_HOME. Then, REPEATS
-times and alternating, idle and busy (a second process spinning on one core, as a browser, a build or another
-cron job does): `pllm --no-server profile refresh --rebuild --json` (the whole profile, read again from every
-chunk) and `pllm --no-server ask --json --seed 1 QUESTION`. The figure to read is the ratio busy / idle of each:
-pllm gives llama.cpp one thread per core that other programs leave free (pllm_cli/cpu_load.py); with every
-core it would be many times slower (bench/threads_under_load.py).
+examples/ is ingested (README.md excluded, `me` set to Maya, as `make demo` does) into a fresh temporary
+PLLM_HOME. Then, REPEATS times and alternating, idle and busy (a second process spinning on one core, as a
+browser, a build or another cron job does): `pllm --no-server profile refresh --rebuild --json` (the whole
+profile, read again from every chunk) and `pllm --no-server ask --json --seed 1 QUESTION`. The figure to read
+is the ratio busy / idle of each: pllm gives llama.cpp one thread per core that other programs leave free
+(pllm_cli/cpu_load.py); with every core it would be many times slower (bench/threads_under_load.py).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 from common import OtherLoad, clean_env, measured, pllm_command  # noqa: E402  (bench/ is on sys.path when a script here runs)
 
 QUESTION = "Who is my manager, and when is my project deadline?"  # the Makefile's DEMO_QUESTION
+ME = "Maya"  # the person of examples/, as `make demo` sets it
 
 
 def log(message: str) -> None:
@@ -62,6 +63,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pllm-bench-refresh-") as tmp:
         env = clean_env(Path(tmp) / "home")
         log("ingesting examples/ ...")
+        subprocess.run([*pllm_command(), "config", "set", "me", ME], env=env, capture_output=True, check=True)
         subprocess.run(
             [*pllm_command(), "ingest", str(ROOT / "examples"), "--exclude", "README.md", "--json"],
             env=env,
@@ -100,8 +102,8 @@ def main() -> None:
         f"{busy['ask_first_token_s']:.2f} s: x{ratios['ask_first_token_s']:.2f}"
     )
     print(
-        f"other processes meanwhile: idle rounds {idle['other_cores']:.2f} cores, busy rounds "
-        f"{busy['other_cores']:.2f} (the spinner is 1.0; above that the figures are disturbed)"
+        f"other processes meanwhile, the spinner not counted: idle rounds {idle['other_cores']:.2f} cores, busy "
+        f"rounds {busy['other_cores']:.2f} (above ~0.2 the figures are disturbed)"
     )
 
 
