@@ -44,6 +44,15 @@ class InProcessServer:
         assert not self.stopper.is_alive(), "the server did not stop"
 
 
+def served(server: Server, at_least: int = 0) -> int:
+    """Requests the server has finished: it counts one just after sending its last message, so a client can be
+    done before the count moves (wait up to 10 s for `at_least`)."""
+    deadline = time.monotonic() + 10
+    while (count := int(server.status()["requests_served"])) < at_least and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return count
+
+
 # --- a real `pllm serve` process ----------------------------------------------------------------------
 
 

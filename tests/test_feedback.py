@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import FakeChatModel, FakeEmbedder
-from serve_support import InProcessServer
+from serve_support import InProcessServer, served
 
 from pllm_cli.chat import NOT_AGAIN, ChatSession, GenerationSettings
 from pllm_cli.feedback import Feedback, FeedbackStore, LastAnswer, normalized, preference_pairs
@@ -224,18 +224,18 @@ def test_feedback_through_the_server(run: Any, ingested: Path, home: Path, fake_
     running = InProcessServer(home)
     try:
         paths(home).last_answer_file.unlink()
-        served = ask_json(run)
-        assert served["timings"].get("retrieve_s") is not None
+        through = ask_json(run)
+        assert through["timings"].get("retrieve_s") is not None
         kept = FeedbackStore(paths(home)).last()
         assert kept is not None and kept.id != kept_locally.id, "written by the server"
-        assert int(running.server.status()["requests_served"]) >= 1
+        assert served(running.server, at_least=1) >= 1
         assert (kept.question, kept.answer, kept.sources, kept.model) == (
             kept_locally.question,
             kept_locally.answer,
             kept_locally.sources,
             kept_locally.model,
         )
-        assert served["answer"] == local["answer"]
+        assert through["answer"] == local["answer"]
         assert run("feedback", "bad", "--fix", FIX).exit_code == 0
         fake_models.answer = FIX
         again = ask_json(run)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from conftest import FakeChatModel, Result
-from serve_support import InProcessServer
+from serve_support import InProcessServer, served
 
 from pllm_cli.chat import OPENING_CHARS
 from pllm_cli.context import AppContext
@@ -135,14 +135,6 @@ def ingested(run: Any, fake_models: FakeChatModel, notes: Path) -> Path:
     result = run("ingest", notes)
     assert result.exit_code == 0, result.stderr
     return notes
-
-
-def served(server: Server, at_least: int = 0) -> int:
-    """Requests the server has finished (it counts one just after its last message: wait for `at_least`)."""
-    deadline = time.monotonic() + 10
-    while (count := int(server.status()["requests_served"])) < at_least and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return count
 
 
 def comparable(result: Result) -> tuple[int, str, str]:
