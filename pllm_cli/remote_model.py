@@ -24,6 +24,8 @@ CONNECT_TIMEOUT = 5.0  # seconds: a server that does not accept the connection b
 READ_TIMEOUT = 300.0  # seconds between two pieces of an answer (a big model on a busy server is slow)
 ESTIMATE_CHARS = 4  # characters a token, where the server has no tokenizer endpoint (English text, BPE models)
 # the tokenizer endpoints tried in turn: path and the request's field for the text
+GRAMMAR_PROBE_ANSWER = "[7|q]"
+GRAMMAR_PROBE = 'root ::= "[7|q]"'
 TOKENIZERS: tuple[tuple[str, str], ...] = (("/extras/tokenize", "input"), ("/tokenize", "content"))
 
 
@@ -154,7 +156,24 @@ class OpenAIServerModel:
         )
 
     def complete(self, messages: Sequence[ChatMessage], *, grammar: str, max_tokens: int) -> str:
-        """The greedy answer under a GBNF grammar, in the request's `grammar` field."""
+        """The greedy answer under a GBNF grammar, in the request's `grammar` field; ModelError (exit 6) if the
+        server ignores that field (vLLM, Ollama): pllm does not parse free text as if it were constrained."""
+        if not self.grammar_honoured:
+            raise ModelError(
+                f"the model server {self.base_url} ignores GBNF grammars, which fact extraction needs",
+                hint="run the model with llama.cpp's llama-server or `python -m llama_cpp.server` (docs/scale.md), "
+                "or unset model_url for `pllm profile refresh`",
+            )
+        return self._complete(messages, grammar=grammar, max_tokens=max_tokens)
+
+    @cached_property
+    def grammar_honoured(self) -> bool:
+        """Whether the server applies the `grammar` field: asked once, with a grammar whose only sentence no model
+        would say unconstrained to a greeting."""
+        probe = [ChatMessage("user", "Hello! How are you today?")]
+        return self._complete(probe, grammar=GRAMMAR_PROBE, max_tokens=8).strip() == GRAMMAR_PROBE_ANSWER
+
+    def _complete(self, messages: Sequence[ChatMessage], *, grammar: str, max_tokens: int) -> str:
         body = self._body(messages, max_tokens=max_tokens, temperature=0.0, seed=0)
         body["grammar"] = grammar
         data = self._request("POST", "/v1/chat/completions", body=body).json()

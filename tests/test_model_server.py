@@ -15,7 +15,7 @@ from conftest import free_port
 
 from pllm_cli.errors import ConfigError, ExitCode, ModelError, UnreachableError
 from pllm_cli.prompting import TEMPLATE_OVERHEAD
-from pllm_cli.remote_model import OpenAIServerModel, sse_text
+from pllm_cli.remote_model import GRAMMAR_PROBE, GRAMMAR_PROBE_ANSWER, OpenAIServerModel, sse_text
 from pllm_cli.runtime import ChatMessage
 
 
@@ -28,6 +28,7 @@ class FakeServer:
         self.status = 200  # of /v1/chat/completions
         self.error = ""
         self.token = ""  # the bearer token it requires, if any
+        self.grammar = True  # whether it applies the grammar field (vLLM and Ollama ignore it)
         self.pieces = ["Karin", " Ek", " is", " your manager."]
         self.url = ""
 
@@ -78,7 +79,10 @@ def _handler(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
                 self._send(fake.status, {"error": {"message": fake.error or "bad request"}})
                 return
             if not body.get("stream"):
-                content = '{"fact": "Maya likes tea."}' if body.get("grammar") else "free text"
+                content = "free text"
+                if body.get("grammar") and fake.grammar:
+                    probe = body["grammar"] == GRAMMAR_PROBE
+                    content = GRAMMAR_PROBE_ANSWER if probe else '{"fact": "Maya likes tea."}'
                 self._send(200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]})
                 return
             self.send_response(200)
@@ -142,6 +146,18 @@ def test_complete_sends_the_grammar(fake_server: FakeServer) -> None:
     assert json.loads(answer) == {"fact": "Maya likes tea."}
     body = fake_server.requests[-1][2]
     assert body["grammar"] == 'root ::= "x"' and body["temperature"] == 0.0 and "stream" not in body
+    model.complete(MESSAGES, grammar='root ::= "x"', max_tokens=24)
+    probes = [r for r in fake_server.requests if r[2] and r[2].get("grammar") == GRAMMAR_PROBE]
+    assert len(probes) == 1, "whether the server applies grammars is asked once"
+
+
+def test_a_server_that_ignores_the_grammar_is_refused_not_parsed(fake_server: FakeServer) -> None:
+    fake_server.grammar = False
+    model = OpenAIServerModel(fake_server.url)
+    with pytest.raises(ModelError, match="ignores GBNF grammars") as caught:
+        model.complete(MESSAGES, grammar='root ::= "x"', max_tokens=24)
+    assert caught.value.exit_code == ExitCode.MODEL
+    assert caught.value.hint and "llama_cpp.server" in caught.value.hint
 
 
 def test_a_server_that_refuses_the_grammar_is_a_model_error_with_a_hint(fake_server: FakeServer) -> None:
