@@ -23,9 +23,10 @@ from pllm_cli.runtime import FREQUENCY_PENALTY, REPEAT_PENALTY, ChatMessage
 CONNECT_TIMEOUT = 5.0  # seconds: a server that does not accept the connection by then is unreachable
 READ_TIMEOUT = 300.0  # seconds between two pieces of an answer (a big model on a busy server is slow)
 ESTIMATE_CHARS = 4  # characters a token, where the server has no tokenizer endpoint (English text, BPE models)
-# the tokenizer endpoints tried in turn: path and the request's field for the text
+# a grammar whose only sentence no model says unconstrained: whether a server applies `grammar` (grammar_honoured)
 GRAMMAR_PROBE_ANSWER = "[7|q]"
 GRAMMAR_PROBE = 'root ::= "[7|q]"'
+# the tokenizer endpoints tried in turn: path and the request's field for the text
 TOKENIZERS: tuple[tuple[str, str], ...] = (("/extras/tokenize", "input"), ("/tokenize", "content"))
 
 
