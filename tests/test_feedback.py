@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import stat
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -228,6 +229,10 @@ def test_feedback_through_the_server(run: Any, ingested: Path, home: Path, fake_
         assert served["timings"].get("retrieve_s") is not None
         kept = FeedbackStore(paths(home)).last()
         assert kept is not None and kept.id != kept_locally.id, "written by the server"
+        # the server counts a request after its reply has gone out: the client may ask before that
+        deadline = time.monotonic() + 5
+        while int(running.server.status()["requests_served"]) < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert int(running.server.status()["requests_served"]) >= 1
         assert (kept.question, kept.answer, kept.sources, kept.model) == (
             kept_locally.question,
