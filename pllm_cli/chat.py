@@ -318,6 +318,7 @@ class ChatSession:
             corrections=guidance.corrections,
         )
         plan.tokens["prompt_total"] = self.model.count_prompt_tokens(plan.messages)
+        plan.token_count = getattr(self.model, "token_count", "model")  # OpenAIServerModel's: "server", "estimate"
         timings["prepare_s"] = time.perf_counter() - started
         max_tokens = min(self.settings.max_tokens, self.model.context_size - plan.tokens["prompt_total"])
         if self.settings.steer and (plan.used_memories or plan.tokens["profile"]):

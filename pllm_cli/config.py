@@ -106,6 +106,20 @@ SETTINGS: tuple[Setting, ...] = (
         "Sent as `Authorization: Bearer TOKEN` to memory_url (for a server behind an authenticating proxy).",
         secret=True,
     ),
+    Setting(
+        "model_url",
+        str,
+        "",
+        "An OpenAI-compatible server (llama.cpp's llama-server, `python -m llama_cpp.server`, vLLM, Ollama) that "
+        "runs the chat model, http://host:port; empty: the GGUF model in this process (docs/scale.md).",
+    ),
+    Setting(
+        "model_token",
+        str,
+        "",
+        "Sent as `Authorization: Bearer TOKEN` to model_url (the server's API key).",
+        secret=True,
+    ),
 )
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
 
@@ -128,6 +142,8 @@ class Config:
     serve_queue: int = 4
     memory_url: str = ""
     memory_token: str = ""
+    model_url: str = ""
+    model_token: str = ""
 
     @property
     def me_names(self) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ from pllm_cli.memory.retrieval import Retriever
 from pllm_cli.memory.store import ChromaStore
 from pllm_cli.paths import Paths
 from pllm_cli.prefix_cache import PrefixCache
+from pllm_cli.remote_model import OpenAIServerModel
 from pllm_cli.runtime import LlamaCppModel
 
 
@@ -54,7 +55,12 @@ class AppContext:
         return Retriever(self.store, self.embedder)
 
     @cached_property
-    def model(self) -> LlamaCppModel:
+    def model(self) -> LlamaCppModel | OpenAIServerModel:
+        """The GGUF model in this process, or the one behind an OpenAI-compatible server (model_url)."""
+        if self.config.model_url:
+            return OpenAIServerModel(
+                self.config.model_url, self.config.model_token, context_size=self.config.context_size
+            )
         path = self.config.model
         return LlamaCppModel(
             Path(path).expanduser() if path else None,

@@ -18,7 +18,7 @@ class ExitCode(IntEnum):
     STORE = 9  # the memory store is unusable (corrupt, or built with another embedding model)
     BUSY = 10  # another pllm process holds the lock
     SERVER_BUSY = 11  # the pllm server's queue is full (or it is stopping): try again, or --no-server
-    UNREACHABLE = 12  # the memory server (memory_url) does not answer, or refuses pllm's token
+    UNREACHABLE = 12  # the memory server (memory_url) or model server (model_url) does not answer, or refuses pllm
     INTERRUPTED = 130  # Ctrl-C
 
 

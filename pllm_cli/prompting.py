@@ -54,10 +54,14 @@ class PromptPlan:
     without_context: list[ChatMessage] = field(default_factory=list)
     # the prompt's stable beginning as the model had it: {"from": "disk" | "memory" | "evaluated", "tokens": N}
     stable_prefix: dict[str, Any] = field(default_factory=dict)
+    # how `tokens` were counted: "model" (the local model's tokenizer), "server" (a model server's tokenizer
+    # endpoint) or "estimate" (a model server without one: characters / 4)
+    token_count: str = "model"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "stable_prefix": self.stable_prefix,
+            "token_count": self.token_count,
             "tokens": self.tokens,
             "memories_used": len(self.used_memories),
             "memories_dropped": len(self.dropped_memories),

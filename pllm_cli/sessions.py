@@ -9,6 +9,7 @@ from typing import Any
 from pllm_cli.chat import ChatSession, GenerationSettings, Reply
 from pllm_cli.config import Config
 from pllm_cli.context import AppContext
+from pllm_cli.errors import ConfigError
 from pllm_cli.feedback import FeedbackStore, Guidance, LastAnswer
 from pllm_cli.profile.render import PromptProfile
 from pllm_cli.profile.state import ProfileFiles
@@ -39,6 +40,11 @@ def open_session(app: AppContext, config: Config, options: SessionOptions) -> Ch
     """The session: memory (checked not to be empty) unless no_memory, the profile unless no_profile, the
     user's corrections (feedback.py), and generation settings from `config`. The models are `app`'s (built from
     its own config). Each answer given in full is kept as the persona's last answer, for `pllm feedback`."""
+    if config.steer and config.model_url:
+        raise ConfigError(
+            "context steering needs the model's logits, which a model server (model_url) does not give",
+            hint="ask with --steer 0 (or `pllm config set steer 0`), or unset model_url to steer the local model",
+        )
     retriever = None
     if not options.no_memory:
         retriever = app.retriever

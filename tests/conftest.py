@@ -321,6 +321,67 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaSe
         log.close()
 
 
+@dataclass(frozen=True)
+class ModelServer:
+    url: str  # http://127.0.0.1:PORT, what model_url is set to
+    log: Path
+
+
+# llama-cpp-python in pllm's venv is built with the CPU code in variant modules that llama_cpp does not load
+# itself (llama_backend.py): its server is started through pllm's loader first.
+_LLAMA_SERVER = (
+    "import sys\n"
+    "from pllm_cli.llama_backend import load_cpu_backend\n"
+    "load_cpu_backend()\n"
+    "from llama_cpp.server.__main__ import main\n"
+    "sys.argv[0] = 'llama_cpp.server'\n"
+    "main()\n"
+)
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServer]:
+    """A real `python -m llama_cpp.server` with the bundled GGUF on 127.0.0.1 on a free port, for the session."""
+    import subprocess
+    import time
+
+    import httpx
+
+    from pllm_cli.runtime import bundled_model_path
+
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("llama-server") / "llama-server.log"
+    log = log_path.open("wb")
+    options = ["--model", str(bundled_model_path()), "--n_ctx", "2048", "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(
+        [sys.executable, "-c", _LLAMA_SERVER, *options],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"llama_cpp.server did not start: see {log_path}")
+        time.sleep(0.2)
+    try:
+        yield ModelServer(url, log_path)
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
 # The memory suite: modules marked `pytestmark = pytest.mark.usefixtures("memory_backend")` run each test that
 # uses `store` or the CLI (`run`) twice, with the embedded memory and with memory on the session's Chroma server.
 # Their other tests (no memory), and those marked embedded_only, run once.

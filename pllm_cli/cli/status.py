@@ -10,6 +10,7 @@ from pllm_cli.context import AppContext
 from pllm_cli.errors import PllmError, UnreachableError
 from pllm_cli.llama_backend import describe_cpu_backend
 from pllm_cli.personas import describe
+from pllm_cli.remote_model import OpenAIServerModel
 from pllm_cli.server.client import running_server
 
 
@@ -44,18 +45,33 @@ def _memory(app_ctx: AppContext) -> tuple[dict[str, object], UnreachableError | 
     return {**store.describe(), "sources": len(store.sources()), "chunks": store.count()}, None
 
 
+def _chat_model(app_ctx: AppContext) -> tuple[object, UnreachableError | None]:
+    """The GGUF file's path, or (with model_url) the server, its model and whether it answers."""
+    model = app_ctx.model
+    if isinstance(model, OpenAIServerModel):
+        try:
+            served = model.check()
+        except UnreachableError as error:
+            return {"url": model.base_url, "reachable": False}, error
+        except PllmError as error:
+            return {"url": model.base_url, "reachable": True, "model": f"unknown ({error.message})"}, None
+        return {"url": model.base_url, "reachable": True, "model": served}, None
+    return _model_path(lambda: model.path), None
+
+
 def status(ctx: typer.Context, json_output: bool = typer.Option(False, "--json", help="JSON on stdout.")) -> None:
-    """Paths, models and memory (which, and whether its server answers), without loading any model. Exit code 12
-    after the report if the memory server does not answer."""
+    """Paths, models and memory (which, and whether their servers answer), without loading any model. Exit code 12
+    after the report if the memory server or the model server does not answer."""
     app_ctx: AppContext = ctx.obj
     config = app_ctx.config
     memory, unreachable = _memory(app_ctx)
+    chat_model, model_unreachable = _chat_model(app_ctx)
     persona = describe(app_ctx.paths)
     data = {
         "version": __version__,
         "persona": app_ctx.paths.persona,
         "paths": app_ctx.paths.as_dict(),
-        "chat_model": _model_path(lambda: app_ctx.model.path),
+        "chat_model": chat_model,
         "embedding_model": _model_path(lambda: app_ctx.embedder.path),
         "llama_cpu_variant": describe_cpu_backend(),
         "context_size": config.context_size,
@@ -73,5 +89,6 @@ def status(ctx: typer.Context, json_output: bool = typer.Option(False, "--json",
                     out().print(f"{key + '.' + sub:<20} {subvalue}", markup=False)
             else:
                 out().print(f"{key:<20} {value}", markup=False)
-    if unreachable is not None:
-        raise unreachable
+    error = unreachable or model_unreachable
+    if error is not None:
+        raise error

@@ -95,7 +95,7 @@ def to_error(message: Message) -> PllmError:
     return PllmError(str(message.get("message", "")), hint=str(hint) if hint else None, exit_code=code)
 
 
-MODEL_SETTINGS = ("model", "embedding_model", "context_size", "threads")
+MODEL_SETTINGS = ("model", "embedding_model", "context_size", "threads", "model_url")
 
 
 def model_settings(config: dict[str, Any]) -> dict[str, Any]:
