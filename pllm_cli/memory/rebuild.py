@@ -55,7 +55,7 @@ def rebuild_generation(
     it live. `before_switch()` runs once the child has built it (the caller closes its client of the old
     generation there: nothing of that one is written once the new one is live)."""
     started = time.perf_counter()
-    present = _ids(old)
+    present = collection_ids(old)
     kept = [(chunk_id, source) for chunk_id, source in chunks if chunk_id in present]
     hnsw = old.configuration_json.get("hnsw") or {}  # the collection's own settings, kept as they were
     header = {
@@ -75,7 +75,8 @@ def rebuild_generation(
     return Rebuilt(target.name, count, len(chunks) - len(kept), time.perf_counter() - started, peak_mb)
 
 
-def _ids(collection: Any) -> set[str]:
+def collection_ids(collection: Any) -> set[str]:
+    """Every id in a Chroma collection, read a page at a time."""
     found: set[str] = set()
     while True:
         page = collection.get(include=[], limit=10_000, offset=len(found))["ids"]

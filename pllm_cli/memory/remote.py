@@ -25,6 +25,7 @@ from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from pllm_cli.errors import ConfigError, PllmError, StoreError, UnreachableError
+from pllm_cli.memory.rebuild import collection_ids
 
 TIMEOUT = 5.0  # seconds the heartbeat may take before the server counts as unreachable
 BATCH = 1000
@@ -320,7 +321,7 @@ class RemoteVectors:
         delete the old one: (the new generation's name, records copied, ids left out as missing)."""
         old = self.collection
         number = _number(self.server, old.name) or 1
-        present = _ids(old)
+        present = collection_ids(old)
         kept = [chunk_id for chunk_id in chunk_ids if chunk_id in present]
         hnsw = {k: v for k, v in (old.configuration_json.get("hnsw") or {}).items() if k in _KEPT_SETTINGS}
         target = self.server.generation_name(number + 1)
@@ -373,12 +374,3 @@ def _number(server: MemoryServer, name: str) -> int | None:
     prefix = f"pllm.{server.persona}."
     rest = name[len(prefix) :] if name.startswith(prefix) else ""
     return int(rest) if rest.isdigit() else None
-
-
-def _ids(collection: Any) -> set[str]:
-    found: set[str] = set()
-    while True:
-        page = collection.get(include=[], limit=10_000, offset=len(found))["ids"]
-        found.update(page)
-        if len(page) < 10_000:
-            return found
