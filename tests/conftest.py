@@ -277,48 +277,54 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
-    """A real `chroma run` on 127.0.0.1 on a free port with its own data folder, for the whole session."""
-    import shutil
+@contextlib.contextmanager
+def http_server_process(command: list[str], probe: str, log_path: Path, seconds: float, name: str) -> Iterator[None]:
+    """Run `command` (its output to `log_path`) until the block ends, once GET `probe` answers 200 (within
+    `seconds`); then terminate it (kill it if it does not stop within 10 s)."""
     import subprocess
     import time
 
     import httpx
+
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                if httpx.get(probe, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"{name} did not start: see {log_path}")
+            time.sleep(0.1)
+        try:
+            yield
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
+    """A real `chroma run` on 127.0.0.1 on a free port with its own data folder, for the whole session."""
+    import shutil
 
     chroma = Path(sys.executable).with_name("chroma")
     command = str(chroma) if chroma.exists() else shutil.which("chroma")
     assert command, "the chroma command (installed with chromadb) is needed for the memory-server tests"
     data = tmp_path_factory.mktemp("chroma-server")
     port = free_port()
-    log = (data.parent / "chroma-server.log").open("wb")
-    process = subprocess.Popen(
-        [command, "run", "--path", str(data / "data"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"chroma run did not start: see {log.name}")
-        time.sleep(0.1)
-    try:
+    command_line = [command, "run", "--path", str(data / "data"), "--host", "127.0.0.1", "--port", str(port)]
+    log = data.parent / "chroma-server.log"
+    with http_server_process(command_line, f"{url}/api/v2/heartbeat", log, 60, "chroma run"):
         yield ChromaServer(url, data / "data")
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 @dataclass(frozen=True)
@@ -342,44 +348,15 @@ _LLAMA_SERVER = (
 @pytest.fixture(scope="session")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServer]:
     """A real `python -m llama_cpp.server` with the bundled GGUF on 127.0.0.1 on a free port, for the session."""
-    import subprocess
-    import time
-
-    import httpx
-
     from pllm_cli.runtime import bundled_model_path
 
     port = free_port()
     log_path = tmp_path_factory.mktemp("llama-server") / "llama-server.log"
-    log = log_path.open("wb")
     options = ["--model", str(bundled_model_path()), "--n_ctx", "2048", "--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen(
-        [sys.executable, "-c", _LLAMA_SERVER, *options],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"llama_cpp.server did not start: see {log_path}")
-        time.sleep(0.2)
-    try:
+    command = [sys.executable, "-c", _LLAMA_SERVER, *options]
+    with http_server_process(command, f"{url}/v1/models", log_path, 120, "llama_cpp.server"):
         yield ModelServer(url, log_path)
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 # The memory suite: modules marked `pytestmark = pytest.mark.usefixtures("memory_backend")` run each test that
