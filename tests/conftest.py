@@ -87,6 +87,18 @@ def invoke(argv: Sequence[str], input: str | None = None) -> Result:
     return Result(code, stdout.getvalue(), stderr.getvalue())
 
 
+def ingest_examples(home: Path) -> Result:
+    """`pllm --home HOME ingest examples/ --json` in this process, with no PLLM_* variable of the caller's."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith("PLLM_"):
+                patch.delenv(name)
+        patch.setenv("NO_COLOR", "1")
+        result = invoke(["--home", str(home), "ingest", str(EXAMPLES), "--json"])
+    assert result.exit_code == 0, result.stderr
+    return result
+
+
 @pytest.fixture
 def run() -> Any:
     """run(*argv, input=None) -> Result(exit_code, stdout, stderr)."""

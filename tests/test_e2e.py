@@ -7,7 +7,6 @@ The model's exact words are not stable, so these tests check structure and that 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from collections.abc import Iterator, Sequence
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EXAMPLES, invoke
+from conftest import EXAMPLES, ingest_examples
 
 from pllm_cli.chat import ChatSession, GenerationSettings
 from pllm_cli.ingest.pipeline import discover_files
@@ -31,13 +30,7 @@ pytestmark = pytest.mark.e2e
 def shared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A home with everything in examples/ ingested through `pllm ingest --json`, and its report."""
     home = tmp_path_factory.mktemp("e2e") / "home"
-    with pytest.MonkeyPatch.context() as patch:
-        for name in list(os.environ):
-            if name.startswith("PLLM_"):
-                patch.delenv(name)
-        patch.setenv("NO_COLOR", "1")
-        result = invoke(["--home", str(home), "ingest", str(EXAMPLES), "--json"])
-    assert result.exit_code == 0, result.stderr
+    result = ingest_examples(home)
     return {"home": home, "report": json.loads(result.stdout)}
 
 

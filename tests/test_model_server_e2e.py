@@ -5,14 +5,13 @@ the model in this process."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EXAMPLES, ModelServer, invoke
+from conftest import ModelServer, ingest_examples
 
 from pllm_cli.profile.extract import FACT_TOKENS, Statement, fact_grammar, restate_prompt
 from pllm_cli.profile.facts import Evidence
@@ -26,13 +25,7 @@ pytestmark = pytest.mark.e2e
 def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A home with everything in examples/ ingested (no model is needed for that)."""
     home = tmp_path_factory.mktemp("model-server") / "home"
-    with pytest.MonkeyPatch.context() as patch:
-        for name in list(os.environ):
-            if name.startswith("PLLM_"):
-                patch.delenv(name)
-        patch.setenv("NO_COLOR", "1")
-        result = invoke(["--home", str(home), "ingest", str(EXAMPLES), "--json"])
-    assert result.exit_code == 0, result.stderr
+    ingest_examples(home)
     return home
 
 
