@@ -33,7 +33,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from common import OtherLoad, clean_env, measured, pllm_command  # noqa: E402  (bench/ is on sys.path when a script here runs)
+from common import OtherLoad, clean_env, measured, pllm_command, set_up_demo_home  # noqa: E402  (bench/ is on sys.path when a script here runs)
 
 from pllm_cli.paths import Paths  # noqa: E402
 from pllm_cli.prefix_cache import PrefixCache  # noqa: E402
@@ -41,7 +41,6 @@ from pllm_cli.runtime import bundled_model_path  # noqa: E402
 
 DEFAULT_QUESTION = "Who is my manager, and when is my project deadline?"  # the Makefile's DEMO_QUESTION
 CONTEXT_SIZE = 4096  # pllm's default context_size
-ME = "Maya"  # the person of examples/, as `make demo` sets it
 
 BASELINE = r"""
 import json, sys, time
@@ -118,14 +117,7 @@ def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="pllm-bench-ask-") as tmp:
         env = clean_env(Path(tmp) / "home")
         log("ingesting examples/ ...")
-        subprocess.run([*pllm_command(), "config", "set", "me", ME], env=env, capture_output=True, check=True)
-        subprocess.run(
-            [*pllm_command(), "ingest", str(ROOT / "examples"), "--exclude", "README.md", "--json"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            check=True,
-        )
+        set_up_demo_home(env)
         if not args.no_profile:
             log("building the profile ...")
             subprocess.run([*pllm_command(), "profile", "refresh"], env=env, capture_output=True, check=True)

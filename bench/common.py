@@ -51,3 +51,19 @@ def measured(command: list[str], env: dict[str, str]) -> tuple[str, float, float
         if process.returncode != 0:
             raise SystemExit(f"{' '.join(command)} exited {process.returncode}:\n{err.read().decode().strip()}")
         return out.read().decode(), wall, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+
+
+DEMO_PERSON = "Maya"  # the person of examples/, as `make demo` sets `me`
+
+
+def set_up_demo_home(env: dict[str, str]) -> None:
+    """What `make demo` does before its first question, in env's PLLM_HOME: `me` set to the person of
+    examples/, and examples/ ingested (its README.md excluded)."""
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    subprocess.run([*pllm_command(), "config", "set", "me", DEMO_PERSON], env=env, capture_output=True, check=True)
+    subprocess.run(
+        [*pllm_command(), "ingest", str(examples), "--exclude", "README.md", "--json"],
+        env=env,
+        capture_output=True,
+        check=True,
+    )

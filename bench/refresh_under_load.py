@@ -23,10 +23,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from common import OtherLoad, clean_env, measured, pllm_command  # noqa: E402  (bench/ is on sys.path when a script here runs)
+from common import OtherLoad, clean_env, measured, pllm_command, set_up_demo_home  # noqa: E402  (bench/ is on sys.path when a script here runs)
 
 QUESTION = "Who is my manager, and when is my project deadline?"  # the Makefile's DEMO_QUESTION
-ME = "Maya"  # the person of examples/, as `make demo` sets it
 
 
 def log(message: str) -> None:
@@ -63,13 +62,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pllm-bench-refresh-") as tmp:
         env = clean_env(Path(tmp) / "home")
         log("ingesting examples/ ...")
-        subprocess.run([*pllm_command(), "config", "set", "me", ME], env=env, capture_output=True, check=True)
-        subprocess.run(
-            [*pllm_command(), "ingest", str(ROOT / "examples"), "--exclude", "README.md", "--json"],
-            env=env,
-            capture_output=True,
-            check=True,
-        )
+        set_up_demo_home(env)
         for repeat in range(args.repeats):
             for state in ("idle", "busy"):
                 load = OtherLoad()
